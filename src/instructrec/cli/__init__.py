@@ -1,0 +1,1 @@
+"""The `instructrec` command line: thin faces over the library functions."""

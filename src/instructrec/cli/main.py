@@ -1,0 +1,42 @@
+"""Entry point of the `instructrec` console command."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from instructrec.cli import data as data_cli
+from instructrec.cli.common import err_console, setup_logging
+from instructrec.cli.quickstart import quickstart
+from instructrec.errors import InstructRecError
+
+app = typer.Typer(
+    help="InstructRec: recommendation as instruction following with instruction-tuned LLMs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(data_cli.app, name="data")
+app.command("quickstart")(quickstart)
+
+
+@app.callback()
+def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
+    setup_logging(verbose)
+
+
+def main() -> None:
+    """Run the CLI; a user-caused error becomes one line on stderr and exit status 2."""
+    try:
+        app()
+    except InstructRecError as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Loaders: one small module per source format, each returning a `Dataset`."""
