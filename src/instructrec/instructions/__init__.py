@@ -1,0 +1,1 @@
+"""Instructions: the format, the template library, teachers and instruction-data building."""
