@@ -1,0 +1,5 @@
+"""The end-to-end recommender: route a request, retrieve candidates, rerank with the tuned LLM."""
+
+from instructrec.recommender.results import RecommendedItem, RecommendResult
+
+__all__ = ["RecommendResult", "RecommendedItem"]
