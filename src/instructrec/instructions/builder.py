@@ -1,0 +1,322 @@
+"""Building instruction data: `build_instructions(dataset, templates, teacher, mix, split, seed, out)`.
+
+Which examples exist (the plan) follows the leave-one-out protocol with no leakage:
+- train: for every user, every item of the *training* sequence after the first is a target, its
+  history the items before it (for evaluated users the training sequence stops before the
+  validation target; users with < 3 interactions contribute their whole sequence);
+- valid: one example per evaluated user, target = second-to-last item;
+- test: one example per evaluated user, target = last item, history includes the validation item.
+Negatives are drawn from items outside the user's sequence of that split. Intentions come only
+from the target item's own data; preferences only from the history before the target.
+
+Output: `shard-NNNNN.jsonl` files (one `Example.to_record()` per line, plus `id`) that
+`datasets.load_dataset("json", data_files=f"{out}/shard-*.jsonl")` reads, `stats.json` with
+per-template, per-aspect, per-answer-form and per-teacher-source counts, and `build.json` (the
+settings fingerprint and progress). Each shard is written under a temporary name and renamed when
+complete, and shards depend only on (seed, shard number), so a build killed at any moment and run
+again skips finished shards and ends with exactly the files an uninterrupted build writes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from instructrec.data.dataset import Dataset
+from instructrec.data.split import leave_one_out
+from instructrec.errors import InstructRecError
+from instructrec.instructions.render import RenderSettings, Renderer, sample_negatives
+from instructrec.instructions.schema import AnswerForm, Example, Instruction, Intention, TaskForm
+from instructrec.instructions.teachers.base import Teacher, TeacherAnswer, TeacherRequest
+from instructrec.instructions.templates import Template, TemplateLibrary
+
+log = logging.getLogger(__name__)
+SplitName = Literal["train", "valid", "test"]
+STATE = "build.json"
+STATS = "stats.json"
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class BuildSettings:
+    """What to build besides dataset, templates, teacher, mix, split and seed."""
+
+    max_examples: int | None = None
+    """Cap on examples (a deterministic random subset of the plan); None = all."""
+    examples_per_target: int = 1
+    """Templates drawn per (user, target) pair."""
+    shard_size: int = 20_000
+    """Examples per shard file (also the unit of resumption)."""
+    render: RenderSettings = RenderSettings()
+    """Slot filling (history length and budget, number of candidates)."""
+
+
+@dataclass
+class Plan:
+    """The examples to build: per example a user, a sequence position and a template."""
+
+    users: np.ndarray
+    positions: np.ndarray
+    templates: np.ndarray
+
+
+def mix_weights(templates: TemplateLibrary, mix: Mapping[str, float] | None) -> np.ndarray:
+    """Sampling weight per template. Keys: template ids, aspect keys ('P1,I0,T3'), groups
+    ('preference', 'intention', 'both'), task forms ('T0'..'T3') or families ('cot', ...);
+    a template's weight is the product of the weights of the keys it matches (default 1)."""
+    weights = np.ones(len(templates))
+    if not mix:
+        return weights / weights.sum()
+    used = set()
+    for i, t in enumerate(templates):
+        for key in (t.id, t.aspects.key(), t.group, t.aspects.task.value, t.family):
+            if key in mix:
+                weights[i] *= float(mix[key])
+                used.add(key)
+    unknown = sorted(set(mix) - used)
+    if unknown:
+        raise InstructRecError(f"mix key(s) {unknown} match no template; use template ids, aspect keys like "
+                               "'P1,I0,T3', groups, task forms T0-T3 or families.")
+    if (weights < 0).any() or weights.sum() <= 0:
+        raise InstructRecError("mix weights must be >= 0 with at least one positive.")
+    return weights / weights.sum()
+
+
+def split_sequences(dataset: Dataset, split: SplitName) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Per user the sequence visible in `split`, and the (user, position) pairs that are targets."""
+    loo = leave_one_out(dataset)
+    seqs: list[np.ndarray] = [np.empty(0, dtype=np.int64)] * dataset.n_users
+    if split == "train":
+        for u in loo.train_only:
+            seqs[int(u)] = dataset.sequences[int(u)]
+        for row, u in enumerate(loo.users):
+            seqs[int(u)] = loo.train[row]
+        lengths = np.array([len(s) for s in seqs], dtype=np.int64)
+        users = np.repeat(np.arange(dataset.n_users), np.maximum(lengths - 1, 0))
+        starts = np.cumsum(np.maximum(lengths - 1, 0)) - np.maximum(lengths - 1, 0)
+        positions = np.arange(len(users)) - np.repeat(starts, np.maximum(lengths - 1, 0)) + 1
+        return seqs, users, positions
+    for row, u in enumerate(loo.users):
+        cut = len(loo.train[row]) + (1 if split == "valid" else 2)
+        seqs[int(u)] = dataset.sequences[int(u)][:cut]
+    users = loo.users.astype(np.int64)
+    positions = np.array([len(seqs[int(u)]) - 1 for u in users], dtype=np.int64)
+    return seqs, users, positions
+
+
+def make_plan(dataset: Dataset, templates: TemplateLibrary, mix: Mapping[str, float] | None,
+              split: SplitName, seed: int, settings: BuildSettings) -> tuple[list[np.ndarray], Plan]:
+    seqs, users, positions = split_sequences(dataset, split)
+    rng = np.random.default_rng(seed)
+    reps = settings.examples_per_target
+    users, positions = np.repeat(users, reps), np.repeat(positions, reps)
+    if settings.max_examples is not None and settings.max_examples < len(users):
+        keep = np.sort(rng.choice(len(users), size=settings.max_examples, replace=False))
+        users, positions = users[keep], positions[keep]
+    chosen = rng.choice(len(templates), size=len(users), p=mix_weights(templates, mix))
+    return seqs, Plan(users, positions, chosen)
+
+
+def fingerprint(dataset: Dataset, templates: TemplateLibrary, teacher: Teacher, mix: Mapping[str, float] | None,
+                split: str, seed: int, settings: BuildSettings) -> str:
+    parts = {
+        "format": FORMAT, "dataset": [dataset.manifest.source, dataset.counts()],
+        "templates": [[t.id, t.aspects.key(), t.text, t.answer] for t in templates],
+        "teacher": teacher.fingerprint(), "mix": sorted((mix or {}).items()), "split": split, "seed": seed,
+        "max": settings.max_examples, "reps": settings.examples_per_target, "shard": settings.shard_size,
+        "render": settings.render.key(),
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+class _ShardBuilder:
+    """Builds the examples of one shard: collect teacher requests, ask once, render."""
+
+    def __init__(self, dataset: Dataset, templates: TemplateLibrary, teacher: Teacher, seqs: list[np.ndarray],
+                 split: str, settings: BuildSettings) -> None:
+        self.dataset, self.templates, self.teacher, self.seqs = dataset, templates, teacher, seqs
+        self.split, self.settings = split, settings
+        self.renderer = Renderer(dataset, templates, teacher, settings.render)
+        self.titles = [str(t) for t in dataset.titles]
+        self.item_ids = [str(i) for i in dataset.item_ids]
+        self.user_ids = [str(u) for u in dataset.user_ids]
+
+    def requests_for(self, template: Template, user: int, target: int, history: np.ndarray) -> dict[str, TeacherRequest]:
+        uid = self.user_ids[user]
+        out = {}
+        if template.needs("preference") or template.answer_form is AnswerForm.PREFERENCE:
+            out["preference"] = TeacherRequest("preference", uid, history=tuple(int(i) for i in history))
+        if template.aspects.intention is not Intention.NONE:
+            kind = "vague_intention" if template.aspects.intention is Intention.VAGUE else "specific_intention"
+            out["intention"] = TeacherRequest(kind, uid, item=target)
+        return out
+
+    def build(self, plan: Plan, lo: int, hi: int, rng: random.Random, first_id: int) -> list[dict]:
+        hist_len = self.settings.render.history_items
+        jobs = []
+        wanted: dict[TeacherRequest, None] = {}
+        for j in range(lo, hi):
+            user, pos = int(plan.users[j]), int(plan.positions[j])
+            template = self.templates.templates[int(plan.templates[j])]
+            seq = self.seqs[user]
+            history = seq[max(0, pos - hist_len):pos]
+            target = int(seq[pos])
+            reqs = self.requests_for(template, user, target, history)
+            wanted.update(dict.fromkeys(reqs.values()))
+            jobs.append((j, user, target, history, template, reqs))
+        asked = list(wanted)
+        answers: dict[TeacherRequest, TeacherAnswer] = dict(zip(asked, self.teacher.answer(asked), strict=True))
+        records = []
+        for j, user, target, history, template, reqs in jobs:
+            texts = {name: answers[r] for name, r in reqs.items()}
+            record = self.example(template, user, target, history, texts, rng).to_record()
+            records.append({"id": f"{self.split}-{first_id + j}", **record})
+        return records
+
+    def example(self, template: Template, user: int, target: int, history: np.ndarray,
+                texts: dict[str, TeacherAnswer], rng: random.Random) -> Example:
+        titles = self.titles
+        exclude = set(self.seqs[user].tolist())
+        exclude.add(target)
+        task, form = template.aspects.task, template.answer_form
+        preference = texts["preference"].text if "preference" in texts else None
+        intention = texts["intention"].text if "intention" in texts else None
+        candidates: list[int] = []
+        target_index, item_text, pair = -1, None, None
+        yes = True
+        if task is TaskForm.RERANKING:
+            candidates = [target, *sample_negatives(len(titles), self.settings.render.n_candidates - 1, exclude, rng)]
+            rng.shuffle(candidates)
+            target_index = candidates.index(target)
+        elif task is TaskForm.PAIRWISE:
+            candidates = [target, sample_negatives(len(titles), 1, exclude, rng)[0]]
+            rng.shuffle(candidates)
+            target_index = candidates.index(target)
+            pair = (titles[candidates[0]], titles[candidates[1]])
+        elif task is TaskForm.POINTWISE:
+            yes = rng.random() < 0.5
+            shown = target if yes else sample_negatives(len(titles), 1, exclude, rng)[0]
+            candidates, target_index = [shown], (0 if yes else -1)
+            item_text = titles[shown]
+        elif form is AnswerForm.QUERY and "item" in template.slots:
+            item_text = titles[target]
+        text = self.renderer.fill(
+            template, history=[titles[i] for i in history], preference=preference,
+            intention=intention if form is not AnswerForm.QUERY else None,
+            candidates=[titles[i] for i in candidates], item=item_text, pair=pair,
+        )
+        if form is AnswerForm.YES_NO:
+            answer = "Yes" if yes else "No"
+        elif form is AnswerForm.QUERY:
+            answer = intention or ""
+        elif form is AnswerForm.PREFERENCE:
+            answer = preference or ""
+        elif form is AnswerForm.REASONING:
+            answer = (template.answer or "").format(target_title=titles[target], preference=preference or "",
+                                                     intention=intention or "")
+        else:
+            answer = titles[target]
+        instruction = Instruction(text, template.aspects, template.id, tuple(titles[i] for i in candidates),
+                                  tuple(self.item_ids[i] for i in candidates))
+        meta = {
+            "family": template.family,
+            "history": [self.item_ids[int(i)] for i in history],
+            "preference_source": texts["preference"].source if "preference" in texts else None,
+            "intention_source": texts["intention"].source if "intention" in texts else None,
+        }
+        return Example(instruction, answer, form, self.user_ids[user], self.item_ids[target], self.split,
+                       target_index, meta)
+
+
+def shard_stats(records: list[dict]) -> dict[str, dict[str, int]]:
+    stats: dict[str, Counter] = {k: Counter() for k in ("template", "aspects", "group", "answer_form", "task",
+                                                         "family", "teacher_source")}
+    for rec in records:
+        stats["template"][rec["template_id"]] += 1
+        stats["aspects"][rec["aspects"]] += 1
+        stats["answer_form"][rec["answer_form"]] += 1
+        stats["task"][rec["task"]] += 1
+        stats["family"][rec["meta"]["family"]] += 1
+        for key in ("preference_source", "intention_source"):
+            if rec["meta"][key]:
+                stats["teacher_source"][f"{key.split('_')[0]}:{rec['meta'][key]}"] += 1
+    return {k: dict(v) for k, v in stats.items() if k != "group"}
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def build_instructions(dataset: Dataset, templates: TemplateLibrary, teacher: Teacher,
+                       mix: Mapping[str, float] | None, split: SplitName, seed: int, out: str | Path,
+                       settings: BuildSettings | None = None, overwrite: bool = False,
+                       progress: Callable[[int, int], None] | None = None) -> dict:
+    """Write instruction data for `split` to folder `out`; return the stats (also in stats.json).
+
+    `teacher` must already be fitted on `dataset`. Rerunning with the same arguments resumes an
+    interrupted build; different arguments on a folder holding another build are an error unless
+    `overwrite`. `progress(done, total)` is called after every shard.
+    """
+    settings = settings or BuildSettings()
+    if split not in ("train", "valid", "test"):
+        raise InstructRecError(f"split {split!r} must be train, valid or test.")
+    out = Path(out)
+    fp = fingerprint(dataset, templates, teacher, mix, split, seed, settings)
+    state_path = out / STATE
+    if out.exists() and any(out.iterdir()):
+        state = json.loads(state_path.read_text()) if state_path.exists() else None
+        if state is None or (state.get("fingerprint") != fp and not overwrite):
+            raise InstructRecError(
+                f"{out} already holds {'other files' if state is None else 'a build with other settings'}; "
+                "choose another --out" + ("" if state is None else " or pass --overwrite") + ".")
+        if state.get("fingerprint") != fp:
+            for old in list(out.glob("shard-*.jsonl")) + list(out.glob(".shard-*")) + [out / STATS]:
+                old.unlink(missing_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
+    seqs, plan = make_plan(dataset, templates, mix, split, seed, settings)
+    n, size = len(plan.users), settings.shard_size
+    n_shards = max(1, -(-n // size))
+    _write_atomic(state_path, json.dumps({"fingerprint": fp, "split": split, "seed": seed, "examples": n,
+                                          "shards": n_shards, "complete": False}, indent=2))
+    builder = _ShardBuilder(dataset, templates, teacher, seqs, split, settings)
+    for shard in range(n_shards):
+        path, meta_path = out / f"shard-{shard:05d}.jsonl", out / f".shard-{shard:05d}.stats.json"
+        if path.exists() and meta_path.exists():
+            if progress:
+                progress(shard + 1, n_shards)
+            continue
+        rng = random.Random(seed * 1_000_003 + shard)
+        lo, hi = shard * size, min(n, (shard + 1) * size)
+        records = builder.build(plan, lo, hi, rng, 0)
+        _write_atomic(meta_path, json.dumps(shard_stats(records)))
+        _write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        log.debug("wrote %s (%d examples)", path, len(records))
+        if progress:
+            progress(shard + 1, n_shards)
+    totals: dict[str, Counter] = {}
+    for shard in range(n_shards):
+        for key, counts in json.loads((out / f".shard-{shard:05d}.stats.json").read_text()).items():
+            totals.setdefault(key, Counter()).update(counts)
+    fallbacks = sum(c for k, c in totals.get("teacher_source", {}).items() if ":fallback" in k)
+    stats = {"split": split, "seed": seed, "examples": n, "shards": n_shards, "teacher": teacher.name,
+             "teacher_fallbacks": fallbacks, "teacher_failures": int(getattr(teacher, "failures", 0)),
+             **{f"per_{k}": dict(sorted(v.items())) for k, v in totals.items()}}
+    _write_atomic(out / STATS, json.dumps(stats, indent=2, sort_keys=True) + "\n")
+    _write_atomic(state_path, json.dumps({"fingerprint": fp, "split": split, "seed": seed, "examples": n,
+                                          "shards": n_shards, "complete": True}, indent=2))
+    return stats
