@@ -9,6 +9,7 @@ import typer
 from instructrec.cli import data as data_cli
 from instructrec.cli.common import err_console, setup_logging
 from instructrec.cli.quickstart import quickstart
+from instructrec.cli.serve import recommend, serve
 from instructrec.errors import InstructRecError
 
 app = typer.Typer(
@@ -19,6 +20,8 @@ app = typer.Typer(
 )
 app.add_typer(data_cli.app, name="data")
 app.command("quickstart")(quickstart)
+app.command("recommend")(recommend)
+app.command("serve")(serve)
 
 
 @app.callback()

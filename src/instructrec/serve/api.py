@@ -1,0 +1,212 @@
+"""The HTTP API and web page: `create_app(recommender, settings)` builds the FastAPI app.
+
+Endpoints: `POST /v1/recommend`, `GET /v1/items?q=` (title search), `GET /v1/users/{id}`,
+`GET /healthz`, the web page at `/` (static files, no build step) and FastAPI's OpenAPI docs at
+`/docs` and `/openapi.json`. The recommender is loaded once (at start-up, when a loader is
+given) and every recommend call runs on one model thread (see `worker.py` for why). An unknown
+`user_id` gets 404 with a message to send a `history` instead; requests with neither a user nor
+a history are a cold start that the recommender answers from the request text alone.
+
+No `from __future__ import annotations`: FastAPI must see the request model built per settings.
+"""
+
+import logging
+import time
+from collections.abc import Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi import Path as PathParam
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+import instructrec
+from instructrec.errors import InstructRecError
+from instructrec.serve.body_limit import BodySizeLimitMiddleware
+from instructrec.serve.protocol import RecommenderLike
+from instructrec.serve.schemas import (
+    ErrorResponse,
+    ItemOut,
+    ItemSearchResponse,
+    RecommendedItemOut,
+    RecommendResponse,
+    UserOut,
+    build_recommend_request,
+)
+from instructrec.serve.settings import ServeLimits, ServeSettings
+from instructrec.serve.worker import QueueFull, SerialWorker
+
+logger = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).with_name("static")
+# The page loads nothing from elsewhere and has no inline script, so even a rendering bug
+# could not run injected markup. (Only for the page: FastAPI's /docs loads Swagger UI from a CDN.)
+PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse, "description": text} for code, text in (
+        (404, "Unknown user (send `history` instead)."),
+        (413, "Body larger than max_body_bytes."),
+        (422, "Invalid request; `message` names the limit that was broken."),
+        (503, "Too many requests waiting for the model, or the model is still loading."))
+}
+
+
+def _limit_name(loc: tuple[Any, ...], limits: ServeLimits) -> str | None:
+    """Which configured limit a validation error at `loc` concerns (None when it is not a limit)."""
+    field = loc[1] if len(loc) > 1 and loc[0] in ("body", "query", "path") else None
+    element = len(loc) > 2
+    return {
+        "request": "max_request_chars", "k": "max_k", "q": "max_query_chars", "limit": "max_search_results",
+        "user_id": "max_item_chars", "item_id": "max_item_chars",
+        "history": "max_item_chars" if element else "max_history",
+        "candidates": "max_item_chars" if element else "max_candidates",
+    }.get(field)
+
+
+def _validation_message(errors: list[dict[str, Any]], limits: ServeLimits) -> str:
+    parts = []
+    for err in errors:
+        loc = tuple(err.get("loc", ()))
+        if err.get("type") == "json_invalid":
+            reason = (err.get("ctx") or {}).get("error", "")
+            parts.append(f"the body is not valid JSON ({reason} at character {loc[-1]})")
+            continue
+        where = ".".join(str(p) for p in loc[1:]) or "body"
+        text = f"{where}: {err.get('msg', 'invalid')}"
+        name = _limit_name(loc, limits)
+        if name and err.get("type") in {"string_too_long", "too_long", "less_than_equal"}:
+            text += f" (limit {name}={getattr(limits, name)})"
+        parts.append(text)
+    return "; ".join(parts)
+
+
+def create_app(recommender: RecommenderLike | Callable[[], RecommenderLike],
+               settings: ServeSettings | None = None) -> FastAPI:
+    """Build the app around a recommender, or around a zero-argument loader called once at start-up."""
+    settings = settings or ServeSettings()
+    limits = settings.limits
+    loader = None if isinstance(recommender, RecommenderLike) else recommender
+    model_worker = SerialWorker("model", limits.max_queue)
+    search_worker = SerialWorker("search", limits.max_queue)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if app.state.recommender is None and loader is not None:
+            logger.info("loading the recommender ...")
+            started = time.perf_counter()
+            app.state.recommender = await model_worker.run(loader)
+            logger.info("recommender loaded in %.1f s", time.perf_counter() - started)
+        yield
+        model_worker.close()
+        search_worker.close()
+
+    app = FastAPI(
+        title="instructrec",
+        version=instructrec.__version__,
+        summary="InstructRec recommendations: say what you want, get ranked items and the instruction used.",
+        lifespan=lifespan,
+    )
+    app.state.recommender = None if loader is not None else recommender
+    app.state.settings = settings
+    RecommendRequest = build_recommend_request(limits)  # noqa: N806 (a class)
+
+    def current() -> RecommenderLike:
+        rec = app.state.recommender
+        if rec is None:
+            raise HTTPException(503, "the model is still loading; try again in a few seconds",
+                                headers={"Retry-After": "5"})
+        return rec
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{k: v for k, v in err.items() if k not in ("input", "url")} for err in exc.errors()]
+        return JSONResponse(status_code=422, content=jsonable_encoder(
+            {"detail": errors, "message": _validation_message(errors, limits)}))
+
+    @app.exception_handler(InstructRecError)
+    async def _user_error(request: Request, exc: InstructRecError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": str(exc)})
+
+    @app.middleware("http")
+    async def _headers(request: Request, call_next):
+        response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        if request.url.path == "/" or request.url.path.startswith("/static/"):
+            response.headers["Content-Security-Policy"] = PAGE_CSP
+            response.headers["X-Frame-Options"] = "DENY"
+        return response
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/healthz", summary="Liveness, catalogue size and the limits in force")
+    async def healthz() -> dict[str, Any]:
+        rec = current()
+        return {"status": "ok", "users": int(rec.dataset.n_users), "items": int(rec.dataset.n_items),
+                "pending": model_worker.pending, "limits": settings.public_limits()}
+
+    @app.get("/v1/items", response_model=ItemSearchResponse, responses=_ERRORS, summary="Search items by title")
+    async def search_items(
+        q: str = Query(..., min_length=1, max_length=limits.max_query_chars, description="Words of the title."),
+        limit: int = Query(20, ge=1, le=limits.max_search_results),
+    ) -> ItemSearchResponse:
+        rec = current()
+        try:
+            found = await search_worker.run(rec.search_items, q, limit=limit)
+        except QueueFull:
+            raise HTTPException(503, "too many searches are waiting (max_queue); try again shortly",
+                                headers={"Retry-After": "1"}) from None
+        return ItemSearchResponse(query=q, items=[ItemOut(item_id=str(i), title=str(t)) for i, t in found])
+
+    @app.get("/v1/users/{user_id}", response_model=UserOut, responses=_ERRORS, summary="A known user's recent items")
+    async def user(user_id: str = PathParam(..., max_length=limits.max_item_chars)) -> UserOut:
+        rec = current()
+        if not rec.has_user(user_id):
+            raise HTTPException(404, f"unknown user id {user_id!r}; build a history from item titles instead")
+        ds = rec.dataset
+        seq = ds.sequences[ds.user_index(user_id)]
+        recent = [ItemOut(item_id=str(ds.item_ids[i]), title=ds.title(i)) for i in seq[::-1][:10]]
+        return UserOut(user_id=user_id, n_interactions=len(seq), recent=recent)
+
+    @app.post("/v1/recommend", response_model=RecommendResponse, responses=_ERRORS,
+              summary="Rank items for a user (id or history) and a free-text request")
+    async def recommend(body: RecommendRequest) -> RecommendResponse:
+        rec = current()
+        if body.user_id is not None and not rec.has_user(body.user_id):
+            raise HTTPException(404, f"unknown user id {body.user_id!r}; send the user's `history` "
+                                     "(item ids or titles) instead of `user_id`")
+
+        def call():
+            started = time.perf_counter()
+            result = rec.recommend(user_id=body.user_id, history=body.history, request=body.request, k=body.k,
+                                   candidates=body.candidates, exclude_seen=body.exclude_seen)
+            return result, time.perf_counter() - started
+
+        try:
+            result, seconds = await model_worker.run(call)
+        except QueueFull:
+            raise HTTPException(503, f"{limits.max_queue} requests are already waiting for the model (max_queue); "
+                                     "try again shortly", headers={"Retry-After": "1"}) from None
+        return RecommendResponse(
+            items=[RecommendedItemOut(rank=r, item_id=it.item_id, title=it.title, score=it.score,
+                                      llm_score=it.llm_score, retrieval_score=it.retrieval_score)
+                   for r, it in enumerate(result.items, start=1)],
+            instruction=result.instruction, aspects=result.aspects, template_id=result.template_id,
+            request_kind=result.request_kind, notes=list(result.notes), elapsed_ms=round(seconds * 1000, 3),
+        )
+
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Content-Type"], allow_credentials=False)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=limits.max_body_bytes)
+    return app

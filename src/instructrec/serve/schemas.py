@@ -1,0 +1,98 @@
+"""Request and response bodies of the HTTP API (pydantic), with limits taken from the settings.
+
+The request model is built per `ServeLimits`, so that the limits a deployment configures are the
+ones validated and the ones the OpenAPI document shows. No `from __future__ import annotations`
+here: pydantic and FastAPI must see real types on classes built inside a function.
+"""
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from instructrec.serve.settings import ServeLimits
+
+
+class RecommendedItemOut(BaseModel):
+    """One ranked item."""
+
+    rank: int = Field(description="1 for the best item.")
+    item_id: str
+    title: str
+    score: float = Field(description="The score the ranking used (higher is better).")
+    llm_score: float | None = Field(None, description="The tuned LLM's length-normalised log-likelihood.")
+    retrieval_score: float | None = Field(None, description="The first-stage retriever's score.")
+
+
+class RecommendResponse(BaseModel):
+    """A ranked list and how it was produced."""
+
+    items: list[RecommendedItemOut]
+    instruction: str = Field(description="The instruction text the LLM read (empty if no LLM was used).")
+    aspects: str = Field(description="Aspect key such as `P1,I1,T3`.")
+    template_id: str
+    request_kind: str = Field(
+        description="How the request was read: none, vague_intention, specific_intention, explicit_preference, mixed."
+    )
+    notes: list[str] = Field(description="Anything the caller should know (history truncated, cold start, ...).")
+    elapsed_ms: float = Field(description="Time spent in the recommender, excluding the wait for the model.")
+
+
+class ItemOut(BaseModel):
+    item_id: str
+    title: str
+
+
+class ItemSearchResponse(BaseModel):
+    query: str
+    items: list[ItemOut]
+
+
+class UserOut(BaseModel):
+    user_id: str
+    n_interactions: int
+    recent: list[ItemOut] = Field(description="The user's most recent items, newest first.")
+
+
+class ErrorResponse(BaseModel):
+    detail: Any = Field(description="A message that says what was wrong and what to do (or a list of them).")
+
+
+def build_recommend_request(limits: ServeLimits) -> type[BaseModel]:
+    """The `POST /v1/recommend` body, validated against `limits`."""
+    short_text = Annotated[str, Field(min_length=1, max_length=limits.max_item_chars)]
+
+    class RecommendRequest(BaseModel):
+        """Who the user is (a known `user_id`, or a `history`, or neither for a cold start) and what they ask."""
+
+        model_config = ConfigDict(
+            extra="forbid",
+            json_schema_extra={"examples": [
+                {"user_id": "196", "request": "something funny to watch with my kids", "k": 5},
+                {"history": ["Star Wars (1977)", "Alien (1979)"], "request": "I want a space adventure", "k": 10},
+            ]},
+        )
+
+        user_id: short_text | None = Field(
+            None, description="A user the recommender knows; unknown users get 404 (send `history` instead)."
+        )
+        history: Annotated[list[short_text], Field(max_length=limits.max_history)] | None = Field(
+            None, description=f"Items the user liked, oldest first: item ids or exact titles (at most {limits.max_history})."
+        )
+        request: Annotated[str, Field(max_length=limits.max_request_chars)] | None = Field(
+            None, description=f"Free-text request, at most {limits.max_request_chars} characters."
+        )
+        k: Annotated[int, Field(ge=1, le=limits.max_k)] = Field(10, description=f"How many items, 1 to {limits.max_k}.")
+        candidates: Annotated[list[short_text], Field(min_length=1, max_length=limits.max_candidates)] | None = Field(
+            None, description=f"Rank only these item ids (at most {limits.max_candidates}); default: retrieve."
+        )
+        exclude_seen: bool = Field(True, description="Leave out items in the user's history.")
+
+        @model_validator(mode="after")
+        def _one_user_source(self) -> "RecommendRequest":
+            if self.user_id is not None and self.history is not None:
+                raise ValueError("give either user_id or history, not both")
+            if self.request is not None and not self.request.strip():
+                self.request = None
+            return self
+
+    return RecommendRequest

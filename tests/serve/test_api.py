@@ -1,0 +1,195 @@
+"""The HTTP API through FastAPI's in-process client, over the stub recommender and MovieLens-100K."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from stub_recommender import XSS_SCRIPT_TITLE, StubRecommender
+
+from instructrec.serve import ServeLimits, ServeSettings, create_app
+
+
+def test_happy_path_known_user(client, stub):
+    r = client.post("/v1/recommend", json={"user_id": "196", "request": "I want a star wars adventure", "k": 5})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    ids = [it["item_id"] for it in body["items"]]
+    assert [it["rank"] for it in body["items"]] == [1, 2, 3, 4, 5]
+    assert len(set(ids)) == 5
+    seen = {str(stub.dataset.item_ids[i]) for i in stub.dataset.sequences[stub.dataset.user_index("196")]}
+    assert not seen & set(ids)
+    scores = [it["score"] for it in body["items"]]
+    assert scores == sorted(scores, reverse=True)
+    assert body["items"][0]["title"] == "Star Wars"
+    assert body["aspects"].startswith("P1,") and body["template_id"] == "stub-popularity"
+    assert "the user wants a star wars adventure" in body["instruction"]
+    assert body["elapsed_ms"] >= 0
+
+
+def test_history_by_titles_and_ids_and_cold_start(client):
+    r = client.post("/v1/recommend", json={"history": ["Usual Suspects, The", "50"], "request": "", "k": 3})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["aspects"] == "P1,I0,T3" and body["request_kind"] == "none"
+    assert "Star Wars" not in [it["title"] for it in body["items"]]  # seen, so excluded
+    cold = client.post("/v1/recommend", json={"request": "something funny for my kids"}).json()
+    assert cold["aspects"].startswith("P0,") and len(cold["items"]) == 10
+    assert any("cold start" in n for n in cold["notes"])
+
+
+def test_unknown_history_item_and_candidate_are_422_with_message(client):
+    r = client.post("/v1/recommend", json={"history": ["No Such Film 1234"]})
+    assert r.status_code == 422 and "No Such Film 1234" in r.json()["detail"]
+    r = client.post("/v1/recommend", json={"user_id": "196", "candidates": ["50", "nope-999"]})
+    assert r.status_code == 422 and "nope-999" in r.json()["detail"]
+
+
+def test_candidates_restrict_the_ranking(client):
+    r = client.post("/v1/recommend", json={"request": "x", "candidates": ["1", "2", "3"], "k": 10})
+    assert r.status_code == 200
+    assert sorted(it["item_id"] for it in r.json()["items"]) == ["1", "2", "3"]
+
+
+def test_unknown_user_is_404_and_says_to_send_history(client):
+    r = client.post("/v1/recommend", json={"user_id": "no-such-user", "request": "anything"})
+    assert r.status_code == 404
+    assert "history" in r.json()["detail"] and "no-such-user" in r.json()["detail"]
+    assert client.get("/v1/users/no-such-user").status_code == 404
+
+
+def test_malformed_json_is_422(client):
+    r = client.post("/v1/recommend", content=b'{"user_id": "196", "k": ', headers={"content-type": "application/json"})
+    assert r.status_code == 422
+    assert "not valid JSON" in r.json()["message"]
+
+
+@pytest.mark.parametrize("k", [0, 51, -3])
+def test_k_out_of_range_is_422(client, k):
+    r = client.post("/v1/recommend", json={"user_id": "196", "k": k})
+    assert r.status_code == 422
+    assert "k:" in r.json()["message"]
+    if k > 0:
+        assert "max_k=50" in r.json()["message"]
+
+
+def test_limits_on_text_and_history_are_named(client):
+    r = client.post("/v1/recommend", json={"request": "x" * 1001})
+    assert r.status_code == 422 and "max_request_chars=1000" in r.json()["message"]
+    r = client.post("/v1/recommend", json={"history": ["50"] * 201})
+    assert r.status_code == 422 and "max_history=200" in r.json()["message"]
+    r = client.post("/v1/recommend", json={"history": ["y" * 301]})
+    assert r.status_code == 422 and "max_item_chars=300" in r.json()["message"]
+    r = client.post("/v1/recommend", json={"user_id": "196", "history": ["50"]})
+    assert r.status_code == 422 and "either user_id or history" in r.json()["message"]
+    r = client.post("/v1/recommend", json={"user": "196"})  # a typo is an error, not silently ignored
+    assert r.status_code == 422 and "user" in r.json()["message"]
+
+
+def test_oversized_body_is_413_with_declared_or_chunked_length(client):
+    big = b'{"request": "' + b"x" * 70_000 + b'"}'
+    r = client.post("/v1/recommend", content=big, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "max_body_bytes" in r.json()["detail"]
+
+    def chunks():  # no Content-Length: the middleware must count the streamed bytes
+        for _ in range(20):
+            yield b"x" * 8192
+
+    r = client.post("/v1/recommend", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413
+
+
+def test_configured_limits_are_enforced_and_documented(stub):
+    settings = ServeSettings(limits=ServeLimits(max_k=5, max_body_bytes=2000))
+    with TestClient(create_app(stub, settings)) as c:
+        assert c.post("/v1/recommend", json={"user_id": "196", "k": 5}).status_code == 200
+        r = c.post("/v1/recommend", json={"user_id": "196", "k": 6})
+        assert r.status_code == 422 and "max_k=5" in r.json()["message"]
+        assert c.post("/v1/recommend", json={"history": ["Usual Suspects, The"] * 150}).status_code == 413
+        schema = c.get("/openapi.json").json()
+        req = schema["components"]["schemas"]["RecommendRequest"]["properties"]
+        assert req["k"]["maximum"] == 5
+        assert set(schema["paths"]) >= {"/v1/recommend", "/v1/items", "/healthz", "/v1/users/{user_id}"}
+        assert c.get("/docs").status_code == 200
+        assert c.get("/healthz").json()["limits"]["max_k"] == 5
+
+
+def test_title_search(client):
+    r = client.get("/v1/items", params={"q": "star wars"})
+    assert r.status_code == 200
+    assert ("50", "Star Wars") in [(it["item_id"], it["title"]) for it in r.json()["items"]]
+    assert client.get("/v1/items", params={"q": ""}).status_code == 422
+    r = client.get("/v1/items", params={"q": "a" * 201})
+    assert r.status_code == 422 and "max_query_chars=200" in r.json()["message"]
+    assert client.get("/v1/items", params={"q": "the", "limit": 51}).status_code == 422
+
+
+def test_user_summary_and_healthz(client):
+    user = client.get("/v1/users/196").json()
+    assert user["n_interactions"] == 39 and len(user["recent"]) == 10
+    health = client.get("/healthz").json()
+    assert health["status"] == "ok" and health["users"] == 943 and health["items"] == 1684
+
+
+def test_xss_title_is_plain_data_in_json_and_page_cannot_inject(client):
+    r = client.post("/v1/recommend", json={"request": "alert", "k": 1})
+    assert r.json()["items"][0]["title"] == XSS_SCRIPT_TITLE  # data, verbatim, in a JSON string
+    assert r.headers["content-type"].startswith("application/json")
+    assert r.headers["x-content-type-options"] == "nosniff"
+    page = client.get("/")
+    assert page.status_code == 200 and "script-src 'self'" in page.headers["content-security-policy"]
+    assert "<script>alert" not in page.text
+    js = client.get("/static/app.js").text
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+        assert sink not in js, sink
+    assert "textContent" in js
+
+
+def test_no_cors_unless_configured(stub):
+    headers = {"Origin": "https://example.org"}
+    with TestClient(create_app(stub)) as c:
+        assert "access-control-allow-origin" not in c.get("/healthz", headers=headers).headers
+    with TestClient(create_app(stub, ServeSettings(cors_origins=("https://example.org",)))) as c:
+        assert c.get("/healthz", headers=headers).headers["access-control-allow-origin"] == "https://example.org"
+        other = c.get("/healthz", headers={"Origin": "https://evil.example"})
+        assert "access-control-allow-origin" not in other.headers
+
+
+def test_loader_runs_once_at_startup(serve_dataset):
+    calls = []
+
+    def loader():
+        calls.append(1)
+        return StubRecommender(serve_dataset)
+
+    app = create_app(loader)
+    with TestClient(app) as c:
+        assert calls == [1]
+        for _ in range(3):
+            assert c.post("/v1/recommend", json={"user_id": "196", "k": 2}).status_code == 200
+    assert calls == [1]
+
+
+async def _fire(app, n: int) -> list[httpx.Response]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        payloads = [{"user_id": str(u), "request": "a comedy", "k": 3} for u in (196, 186, 22, 244, 166, 298, 115, 253)]
+        return await asyncio.gather(*(c.post("/v1/recommend", json=payloads[i % 8]) for i in range(n)))
+
+
+def test_concurrent_requests_are_serialised(serve_dataset):
+    slow = StubRecommender(serve_dataset, delay_s=0.03)
+    responses = asyncio.run(_fire(create_app(slow), 12))
+    assert [r.status_code for r in responses] == [200] * 12
+    assert slow.calls == 12 and slow.max_active == 1
+
+
+def test_full_queue_answers_503_naming_the_limit(serve_dataset):
+    slow = StubRecommender(serve_dataset, delay_s=0.1)
+    responses = asyncio.run(_fire(create_app(slow, ServeSettings(limits=ServeLimits(max_queue=2))), 6))
+    codes = sorted(r.status_code for r in responses)
+    assert codes.count(200) >= 2 and 503 in codes
+    refused = next(r for r in responses if r.status_code == 503)
+    assert "max_queue" in refused.json()["detail"] and refused.headers["retry-after"] == "1"
