@@ -160,8 +160,9 @@ def compute_facets(dataset: Dataset, min_franchise_items: int = 2) -> ItemFacets
         out += [("genre", g) for g in _first("genre", title)]
         out += [("kind", k) for k in _first("kind", title)]
         out += [("category", str(c)) for c in (cats[i] or []) if str(c).strip()]
-        if brands[i]:
-            out.append(("brand", str(brands[i])))
+        brand = brands[i]
+        if isinstance(brand, str) and brand.strip():
+            out.append(("brand", brand.strip()))
         elif not any(kind == "platform" for kind, _ in out):  # "Nintendo" in "Nintendo DS" is no brand cue
             out += [("brand", b) for pat, b in _BRANDS if pat.search(title)][:1]
         year = years[i]
