@@ -75,10 +75,14 @@ def build_cmd(
     """Build instruction data (resumable: rerun the same command after an interruption)."""
     from instructrec.instructions.builder import BuildSettings, build_instructions
     from instructrec.instructions.render import RenderSettings
-    from instructrec.instructions.templates import load_templates
     from instructrec.instructions.teachers import (
-        ExtractiveTeacher, LocalTeacher, OpenAISettings, OpenAITeacher, default_cache_path,
+        ExtractiveTeacher,
+        LocalTeacher,
+        OpenAISettings,
+        OpenAITeacher,
+        default_cache_path,
     )
+    from instructrec.instructions.templates import load_templates
 
     if split not in ("train", "valid", "test"):
         raise InstructRecError(f"--split {split!r} must be train, valid or test.")

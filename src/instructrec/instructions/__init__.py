@@ -9,8 +9,16 @@
 """
 
 from instructrec.instructions.builder import BuildSettings, build_instructions
-from instructrec.instructions.render import RenderSettings, Renderer, render_rerank_instruction
-from instructrec.instructions.schema import AnswerForm, Aspects, Example, Instruction, Intention, Preference, TaskForm
+from instructrec.instructions.render import Renderer, RenderSettings, render_rerank_instruction
+from instructrec.instructions.schema import (
+           AnswerForm,
+           Aspects,
+           Example,
+           Instruction,
+           Intention,
+           Preference,
+           TaskForm,
+)
 from instructrec.instructions.templates import Template, TemplateError, TemplateLibrary, load_templates
 
 __all__ = ["AnswerForm", "Aspects", "BuildSettings", "Example", "Instruction", "Intention", "Preference",

@@ -35,7 +35,7 @@ import numpy as np
 from instructrec.data.dataset import Dataset
 from instructrec.data.split import leave_one_out
 from instructrec.errors import InstructRecError
-from instructrec.instructions.render import RenderSettings, Renderer, sample_negatives
+from instructrec.instructions.render import Renderer, RenderSettings, sample_negatives
 from instructrec.instructions.schema import AnswerForm, Example, Instruction, Intention, TaskForm
 from instructrec.instructions.teachers.base import Teacher, TeacherAnswer, TeacherRequest
 from instructrec.instructions.templates import Template, TemplateLibrary

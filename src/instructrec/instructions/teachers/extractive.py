@@ -166,9 +166,7 @@ class ExtractiveTeacher:
             parts.append(f"for {values['platform'][0]}")
         if values.get("franchise"):
             parts.append(f"from the {values['franchise'][0]} series")
-        if values.get("brand") and not kinds and not values.get("franchise"):
-            parts.append(f"by {values['brand'][0]}")
-        elif values.get("brand") and kinds:
+        if values.get("brand") and (kinds or not values.get("franchise")):
             parts.append(f"by {values['brand'][0]}")
         if values.get("decade"):
             parts.append(f"from the {values['decade'][0]}")
