@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup quickstart test lint clean
+.PHONY: setup quickstart test lint clean browser-deps
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -26,7 +26,18 @@ quickstart: setup
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
 
-test: setup lint
+# Headless Chromium for the web page's browser test (Debian packages). Idempotent: does nothing
+# when chromium and its driver are there; installs only as root or with password-less sudo;
+# otherwise says so and the browser test skips with that reason.
+browser-deps:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null 2>&1; then echo "browser-deps: no apt-get; browser tests will be skipped"; exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=; \
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
+	else echo "browser-deps: not root and no sudo; browser tests will be skipped"; exit 0; fi; \
+	$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium chromium-driver
+
+test: setup lint browser-deps
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 clean:

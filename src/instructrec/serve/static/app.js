@@ -7,6 +7,7 @@ const $ = (id) => document.getElementById(id);
 const picked = []; // [{item_id, title}], oldest first
 let searchTimer = null;
 let searchSeq = 0;
+let readyText = "ready";
 
 function el(tag, text, className) {
   const node = document.createElement(tag);
@@ -153,11 +154,10 @@ async function submit(event) {
       body: JSON.stringify(payload),
     });
     renderAnswer(request, answer);
-    $("status").textContent = "ready";
   } catch (err) {
     showError(err.message);
-    $("status").textContent = "ready";
   } finally {
+    $("status").textContent = readyText;
     button.disabled = false;
   }
 }
@@ -176,7 +176,8 @@ async function start() {
     $("request").maxLength = health.limits.max_request_chars;
     $("k").max = health.limits.max_k;
     $("item-search").maxLength = health.limits.max_query_chars;
-    $("status").textContent = "ready · " + health.users + " users · " + health.items + " items";
+    readyText = "ready · " + health.users + " users · " + health.items + " items";
+    $("status").textContent = readyText;
   } catch (err) {
     $("status").textContent = "server not ready: " + err.message;
   }
