@@ -86,3 +86,22 @@ def test_serve_refuses_a_busy_port_before_loading_the_model(saved, monkeypatch):
 def test_serve_rejects_bad_cors_origin(saved):
     result = runner.invoke(cli_main.app, ["serve", "--model", saved, "--cors-origin", "example.org"])
     assert isinstance(result.exception, InstructRecError) and "scheme and host" in str(result.exception)
+
+
+def test_serve_loads_once_binds_loopback_and_passes_settings(saved, stub, monkeypatch):
+    import uvicorn
+    from fastapi.testclient import TestClient
+
+    loads, runs = [], []
+    monkeypatch.setattr(serve_cli, "load_recommender", lambda path: loads.append(path) or stub)
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: runs.append((app, kw)))
+    result = runner.invoke(cli_main.app, ["serve", "--model", saved, "--port", "0", "--max-k", "7",
+                                          "--cors-origin", "https://example.org"])
+    assert result.exit_code == 0, result.output
+    assert len(loads) == 1 and len(runs) == 1
+    app, kw = runs[0]
+    assert kw["host"] == "127.0.0.1" and kw["workers"] == 1
+    with TestClient(app) as c:
+        assert c.get("/healthz").json()["limits"]["max_k"] == 7
+        assert c.get("/healthz", headers={"Origin": "https://example.org"}).headers[
+            "access-control-allow-origin"] == "https://example.org"

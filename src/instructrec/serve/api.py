@@ -27,7 +27,7 @@ from fastapi.staticfiles import StaticFiles
 
 import instructrec
 from instructrec.errors import InstructRecError
-from instructrec.serve.body_limit import BodySizeLimitMiddleware
+from instructrec.serve.middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
 from instructrec.serve.protocol import RecommenderLike
 from instructrec.serve.schemas import (
     ErrorResponse,
@@ -133,16 +133,6 @@ def create_app(recommender: RecommenderLike | Callable[[], RecommenderLike],
     async def _user_error(request: Request, exc: InstructRecError) -> JSONResponse:
         return JSONResponse(status_code=422, content={"detail": str(exc)})
 
-    @app.middleware("http")
-    async def _headers(request: Request, call_next):
-        response = await call_next(request)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        if request.url.path == "/" or request.url.path.startswith("/static/"):
-            response.headers["Content-Security-Policy"] = PAGE_CSP
-            response.headers["X-Frame-Options"] = "DENY"
-        return response
-
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
@@ -208,5 +198,8 @@ def create_app(recommender: RecommenderLike | Callable[[], RecommenderLike],
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Content-Type"], allow_credentials=False)
+    app.add_middleware(SecurityHeadersMiddleware, page_headers={"Content-Security-Policy": PAGE_CSP,
+                                                                "X-Frame-Options": "DENY"},
+                       page_prefixes=("/static/",))
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=limits.max_body_bytes)
     return app

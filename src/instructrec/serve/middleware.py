@@ -1,5 +1,9 @@
-"""An ASGI middleware that refuses request bodies above a size limit with HTTP 413.
+"""Two small ASGI middlewares: a request body-size limit (HTTP 413) and security headers.
 
+Both are plain ASGI rather than `@app.middleware("http")`, whose per-request task and streaming
+wrapper cost more than the stub recommender's whole answer in the load benchmark.
+
+Body limit:
 Hand-written because the body limit built into recent FastAPI/Starlette releases answers a bare
 "Content Too Large" that does not say which limit applies, and older releases that our
 `fastapi>=0.110` allows have none; this one names the limit. It checks the
@@ -74,3 +78,32 @@ class BodySizeLimitMiddleware:
             return await receive()
 
         await self.app(scope, replay, send)
+
+
+class SecurityHeadersMiddleware:
+    """Add `nosniff` and `no-referrer` to every answer, and `page_headers` (CSP, ...) to the page's."""
+
+    def __init__(self, app: Any, page_headers: dict[str, str], page_prefixes: tuple[str, ...]) -> None:
+        self.app = app
+        self.page_headers = [(k.lower().encode(), v.encode()) for k, v in page_headers.items()]
+        self.page_prefixes = page_prefixes
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        is_page = path == "/" or path.startswith(self.page_prefixes)
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                names = {name.lower() for name, _ in headers}
+                extra = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
+                if is_page:
+                    extra += self.page_headers
+                headers += [(name, value) for name, value in extra if name not in names]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)

@@ -1,0 +1,184 @@
+"""Serving under load: the HTTP API on loopback versus the same recommend() calls in-process.
+
+Starts `instructrec`'s server (create_app + uvicorn, one worker, the production settings) in a
+subprocess on a free 127.0.0.1 port, fires a bounded number of `POST /v1/recommend` requests at a
+fixed concurrency (stopping early at a time limit), then makes the same calls in-process without
+HTTP. Prints one JSON line per figure:
+
+- `http_load`: requests, errors (must be 0), p50/p99 latency, throughput;
+- `in_process_baseline`: the same recommend() calls directly (p50/p99, calls per second);
+- `http_vs_in_process`: throughput ratio and the median added latency.
+
+Without `--model` it serves the test suite's stub recommender (popularity + title words over the
+real MovieLens-100K) so the serving overhead itself is measured; with `--model DIR` a saved
+`Recommender`, where the model dominates and requests queue for it.
+
+Usage:
+  nice -n 10 .venv/bin/python benchmarks/bench_serve.py --requests 500 --concurrency 16
+  nice -n 10 .venv/bin/python benchmarks/bench_serve.py --model runs/quickstart/recommender --requests 50 --concurrency 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+REQUESTS = ["I want a star wars adventure", "something funny to watch with my kids", "a scary horror film for tonight",
+            "I love old westerns", "a romantic comedy, nothing too long", "documentaries about music",
+            "I'm into crime thrillers and film noir", "an animated movie for my daughter", None]
+
+
+def build_recommender(model: str | None):
+    if model:
+        from instructrec.serve import load_recommender
+
+        return load_recommender(model)
+    sys.path.insert(0, str(ROOT / "tests" / "serve"))
+    from stub_recommender import StubRecommender, with_xss_items
+
+    from instructrec.data.loaders.movielens import load_movielens_100k
+
+    return StubRecommender(with_xss_items(load_movielens_100k()))
+
+
+def serve(port: int, model: str | None) -> None:
+    """Child process: the server exactly as `instructrec serve` runs it."""
+    import uvicorn
+
+    from instructrec.serve import ServeLimits, ServeSettings, create_app
+
+    settings = ServeSettings(port=port, limits=ServeLimits(max_queue=1024))
+    uvicorn.run(create_app(build_recommender(model), settings), host="127.0.0.1", port=port, workers=1,
+                log_level="warning", access_log=False)
+
+
+def payloads(rec, n: int, seed: int) -> list[dict]:
+    rng = random.Random(seed)
+    ds = rec.dataset
+    out = []
+    for _ in range(n):
+        user = rng.randrange(ds.n_users)
+        body: dict = {"k": 10}
+        if rng.random() < 0.7:
+            body["user_id"] = str(ds.user_ids[user])
+        else:  # a history of five titles, as the web page sends ids, the CLI titles
+            body["history"] = [ds.title(i) for i in ds.sequences[user][:5]]
+        request = rng.choice(REQUESTS)
+        if request:
+            body["request"] = request
+        out.append(body)
+    return out
+
+
+async def load(url: str, bodies: list[dict], concurrency: int, max_seconds: float) -> dict:
+    latencies: list[float] = []
+    errors: list[str] = []
+    queue: asyncio.Queue[dict] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+    deadline = time.perf_counter() + max_seconds
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        while not queue.empty() and time.perf_counter() < deadline:
+            body = queue.get_nowait()
+            started = time.perf_counter()
+            try:
+                r = await client.post("/v1/recommend", json=body)
+                if r.status_code != 200 or len(r.json()["items"]) != body["k"]:
+                    errors.append(f"{r.status_code}: {r.text[:200]}")
+            except httpx.HTTPError as exc:
+                errors.append(repr(exc))
+            latencies.append(time.perf_counter() - started)
+
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=600) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(client) for _ in range(concurrency)))
+        wall = time.perf_counter() - started
+    return {"latencies": latencies, "errors": errors, "wall": wall}
+
+
+def pct(values: list[float], q: float) -> float:
+    return round(float(np.percentile(np.asarray(values) * 1000, q)), 2) if values else float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--model", help="saved recommender folder (default: the stub over MovieLens-100K)")
+    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--max-seconds", type=float, default=300, help="stop issuing requests after this long")
+    parser.add_argument("--baseline-calls", type=int, default=None, help="in-process calls (default: as many as HTTP made)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--serve-port", type=int, help=argparse.SUPPRESS)  # child mode
+    args = parser.parse_args()
+    if args.serve_port:
+        serve(args.serve_port, args.model)
+        return
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    child = subprocess.Popen([sys.executable, __file__, "--serve-port", str(port)] + (["--model", args.model] if args.model else []),
+                             env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    url = f"http://127.0.0.1:{port}"
+    try:
+        rec = build_recommender(args.model)  # for the payloads and the in-process baseline
+        bodies = payloads(rec, args.requests, args.seed)
+        deadline = time.perf_counter() + 600
+        while True:
+            try:
+                if httpx.get(url + "/healthz", timeout=5).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if child.poll() is not None or time.perf_counter() > deadline:
+                raise SystemExit("the server did not start")
+            time.sleep(0.2)
+        asyncio.run(load(url, bodies[: min(10, len(bodies))], 2, 120))  # warm-up, not counted
+        http = asyncio.run(load(url, bodies, args.concurrency, args.max_seconds))
+    finally:
+        child.terminate()
+        child.wait(timeout=30)
+
+    done = len(http["latencies"])
+    model = args.model or "stub (popularity + title words, MovieLens-100K)"
+    print(json.dumps({"figure": "http_load", "model": model, "requests": done, "planned": args.requests,
+                      "concurrency": args.concurrency, "errors": len(http["errors"]),
+                      "p50_ms": pct(http["latencies"], 50), "p99_ms": pct(http["latencies"], 99),
+                      "throughput_rps": round(done / http["wall"], 2), "wall_s": round(http["wall"], 2)}))
+    for error in http["errors"][:5]:
+        print(json.dumps({"figure": "http_error", "error": error}))
+
+    calls = args.baseline_calls or done
+    direct = []
+    started = time.perf_counter()
+    for body in bodies[:calls]:
+        t0 = time.perf_counter()
+        rec.recommend(user_id=body.get("user_id"), history=body.get("history"), request=body.get("request"), k=body["k"])
+        direct.append(time.perf_counter() - t0)
+    wall = time.perf_counter() - started
+    print(json.dumps({"figure": "in_process_baseline", "calls": calls, "p50_ms": pct(direct, 50),
+                      "p99_ms": pct(direct, 99), "throughput_cps": round(calls / wall, 2)}))
+    print(json.dumps({"figure": "http_vs_in_process",
+                      "throughput_ratio": round((done / http["wall"]) / (calls / wall), 3),
+                      "p50_added_ms": round(pct(http["latencies"], 50) - pct(direct, 50), 2),
+                      "note": "requests queue for the single model thread, so HTTP p50 includes the wait"}))
+    if http["errors"]:
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
