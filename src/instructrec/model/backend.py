@@ -1,0 +1,261 @@
+"""Load an LLM: seq2seq (T5 / Flan-T5) or causal decoder, from a hub id, a folder or a GGUF file.
+
+`load_model(spec)` accepts
+- `"default"`: the bundled SmolLM2-135M-Instruct (converted once into the cache directory),
+- a local folder with `config.json` (a saved model or a training output),
+- a local folder with `adapter_config.json` (a peft/LoRA adapter; its base model is loaded first),
+- a `.gguf` file,
+- a Hugging Face hub id, used from the local cache; downloaded only when the hub is reachable.
+The backend kind is read from the config (`is_encoder_decoder`) and can be forced.
+
+Why the network checks: with no network and no `HF_HUB_OFFLINE`, transformers retries for about
+46 s before failing. Local paths are checked first, hub ids are tried cache-only first, and the hub
+is probed with a short socket timeout before any download is attempted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+import torch
+
+from instructrec.errors import ModelError
+from instructrec.model import defaults
+
+log = logging.getLogger(__name__)
+
+ModelKind = Literal["seq2seq", "causal"]
+DType = Literal["auto", "float32", "bfloat16", "float16"]
+META_FILE = "instructrec.json"
+"""Written next to trained models/adapters: the base model spec and kind they were trained from."""
+
+
+@dataclass
+class LoadedModel:
+    """A model with its tokenizer and backend kind, ready for scoring or training."""
+
+    model: Any
+    """A `PreTrainedModel` (or a `PeftModel` wrapping one)."""
+    tokenizer: Any
+    """The matching tokenizer; `pad_token` is always set."""
+    kind: ModelKind
+    """`seq2seq` (encoder-decoder) or `causal` (decoder-only)."""
+    name: str
+    """The spec it was loaded from (for logs and metadata)."""
+
+
+def hub_is_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in {"1", "true", "yes", "on"} or os.environ.get(
+        "TRANSFORMERS_OFFLINE", "0"
+    ).lower() in {"1", "true", "yes", "on"}
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """One short TCP connect to the hub endpoint (honours HF_ENDPOINT)."""
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        with socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def resolve_dtype(dtype: DType, device: str) -> torch.dtype:
+    """`auto`: bf16 on GPUs that have it, else fp32 (CPU fp16/bf16 matmuls are slow or inexact)."""
+    if dtype == "auto":
+        if device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def detect_kind(config: Any) -> ModelKind:
+    """seq2seq for encoder-decoder configs, causal for decoder-only LMs."""
+    if getattr(config, "is_encoder_decoder", False):
+        return "seq2seq"
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    archs = getattr(config, "architectures", None) or []
+    if config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES or any(a.endswith("ForCausalLM") for a in archs):
+        return "causal"
+    raise ModelError(
+        f"model type {config.model_type!r} is neither an encoder-decoder (T5-like) nor a causal LM; "
+        "use a seq2seq or causal language model"
+    )
+
+
+def _auto_class(kind: ModelKind) -> Any:
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    return AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
+
+
+def _finish(model: Any, tokenizer: Any, kind: ModelKind, name: str, device: str) -> LoadedModel:
+    """Check the tokenizer fits the model, set a pad token, move to the device, eval mode."""
+    vocab = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > vocab:
+        raise ModelError(
+            f"tokenizer/model mismatch for {name}: the tokenizer has {len(tokenizer)} tokens but the model's "
+            f"embedding has {vocab}; load the tokenizer saved with this model"
+        )
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ModelError(f"the tokenizer of {name} has neither a pad nor an eos token; add a pad token")
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to(device)
+    model.eval()
+    return LoadedModel(model=model, tokenizer=tokenizer, kind=kind, name=name)
+
+
+def load_gguf(path: Path, dtype: torch.dtype = torch.float32) -> tuple[Any, Any]:
+    """Read a GGUF file (dequantised) into a trainable transformers model and its tokenizer."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic != b"GGUF":
+        raise ModelError(f"{path} is not a GGUF file (bad magic bytes); pass a .gguf model, a folder or a hub id")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        model = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, dtype=dtype)
+    except ModelError:
+        raise
+    except Exception as exc:  # transformers raises many types for unsupported/corrupt GGUF
+        raise ModelError(f"{path} could not be read as a GGUF language model ({exc}); check the file") from exc
+    # A dequantised model is plain fp32: drop the quantizer so it trains and saves as safetensors.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.is_quantized = False
+    return model, tokenizer
+
+
+def _read_meta(folder: Path) -> dict[str, Any]:
+    meta = folder / META_FILE
+    return json.loads(meta.read_text()) if meta.is_file() else {}
+
+
+def _load_folder(folder: Path, kind: ModelKind | None, dtype: torch.dtype) -> tuple[Any, Any, ModelKind]:
+    from transformers import AutoConfig, AutoTokenizer
+
+    try:
+        config = AutoConfig.from_pretrained(str(folder))
+    except Exception as exc:
+        raise ModelError(f"{folder}/config.json cannot be read ({exc}); the folder is not a saved model") from exc
+    detected = detect_kind(config)
+    if kind is not None and kind != detected:
+        raise ModelError(
+            f"{folder} holds a {detected} model ({config.model_type}) but --kind {kind} was asked; "
+            "drop the option or pick a matching model"
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    except Exception as exc:
+        raise ModelError(f"no usable tokenizer in {folder} ({exc}); save the tokenizer with the model") from exc
+    try:
+        model = _auto_class(detected).from_pretrained(str(folder), dtype=dtype)
+    except Exception as exc:  # size mismatches, missing weight files, wrong architecture
+        raise ModelError(f"the weights in {folder} do not load as a {config.model_type} model ({exc})") from exc
+    return model, tokenizer, detected
+
+
+def _load_adapter(folder: Path, kind: ModelKind | None, dtype: torch.dtype, device: str) -> LoadedModel:
+    from peft import PeftModel
+
+    meta = _read_meta(folder)
+    cfg = json.loads((folder / "adapter_config.json").read_text())
+    base_spec = meta.get("base_model") or cfg.get("base_model_name_or_path")
+    if not base_spec:
+        raise ModelError(f"{folder} is an adapter without a base model name; pass the base model with --model")
+    base = load_model(base_spec, kind=kind or meta.get("kind"), dtype=dtype_name(dtype), device="cpu")
+    tokenizer = base.tokenizer
+    if (folder / "tokenizer_config.json").is_file():
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    try:
+        model = PeftModel.from_pretrained(base.model, str(folder))
+    except Exception as exc:
+        raise ModelError(
+            f"the adapter in {folder} does not fit its base model {base_spec} ({exc}); "
+            "it was trained on another architecture"
+        ) from exc
+    return _finish(model, tokenizer, base.kind, str(folder), device)
+
+
+def dtype_name(dtype: torch.dtype) -> DType:
+    return {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}[dtype]  # type: ignore[return-value]
+
+
+def _looks_like_path(spec: str) -> bool:
+    return spec.startswith((".", "/", "~")) or spec.endswith(".gguf") or os.sep * 2 in spec or spec.count("/") > 1
+
+
+def load_model(
+    spec: str | Path,
+    kind: ModelKind | None = None,
+    *,
+    dtype: DType = "auto",
+    device: str | None = None,
+) -> LoadedModel:
+    """Load a model and its tokenizer from `spec` (see the module docstring); one `ModelError` with
+    what to do when it cannot be found or used."""
+    device = device or default_device()
+    torch_dtype = resolve_dtype(dtype, device)
+    spec_str = str(spec)
+    if spec_str == defaults.DEFAULT_MODEL_NAME:
+        model, tokenizer, detected = _load_folder(defaults.default_model_dir(), kind, torch_dtype)
+        return _finish(model, tokenizer, detected, spec_str, device)
+    path = Path(spec_str).expanduser()
+    if path.is_file():
+        if kind == "seq2seq":
+            raise ModelError(f"{path}: GGUF files hold causal models; drop --kind seq2seq")
+        model, tokenizer = load_gguf(path, torch_dtype)
+        return _finish(model, tokenizer, "causal", spec_str, device)
+    if path.is_dir():
+        if (path / "adapter_config.json").is_file():
+            return _load_adapter(path, kind, torch_dtype, device)
+        if not (path / "config.json").is_file():
+            raise ModelError(
+                f"{path} is a folder without config.json or adapter_config.json; point --model at a saved "
+                "model folder, a training output, a .gguf file, a hub id or 'default'"
+            )
+        model, tokenizer, detected = _load_folder(path, kind, torch_dtype)
+        return _finish(model, tokenizer, detected, spec_str, device)
+    if isinstance(spec, Path) or _looks_like_path(spec_str):
+        raise ModelError(f"model path {path} does not exist; check the path or use --model default")
+    return _load_hub(spec_str, kind, torch_dtype, device)
+
+
+def _load_hub(repo_id: str, kind: ModelKind | None, dtype: torch.dtype, device: str) -> LoadedModel:
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = snapshot_download(repo_id, local_files_only=True)
+    except Exception:
+        folder = None
+    if folder is None:
+        if hub_is_offline() or not hub_reachable():
+            raise ModelError(
+                f"model {repo_id!r} is not in the local Hugging Face cache and the hub cannot be reached"
+                f"{' (HF_HUB_OFFLINE is set)' if hub_is_offline() else ''}; download it where there is "
+                f"network (`hf download {repo_id}`) and copy the folder here, pass a local folder or .gguf "
+                "file, or use --model default"
+            )
+        try:
+            folder = snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt"])
+        except Exception as exc:
+            raise ModelError(f"model {repo_id!r} could not be downloaded ({exc}); check the id") from exc
+    model, tokenizer, detected = _load_folder(Path(folder), kind, dtype)
+    return _finish(model, tokenizer, detected, repo_id, device)

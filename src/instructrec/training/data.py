@@ -1,0 +1,98 @@
+"""Read instruction data (JSONL / Parquet lines of `Example.to_record()`) and tokenize it.
+
+Only `instruction`, `target` and `split` are needed for training; reranking (T3) records also
+carry `candidates` and `target_index`, which the validation HR@1 uses.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from instructrec.errors import DataError
+from instructrec.model.prompt import PromptEncoder
+
+log = logging.getLogger(__name__)
+
+REQUIRED = ("instruction", "target")
+SPLIT_ALIASES = {"validation": "valid", "val": "valid", "dev": "valid"}
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    records = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(f"{path}:{lineno} is not valid JSON ({exc.msg}); fix or remove the line") from None
+            if not isinstance(rec, dict):
+                raise DataError(f"{path}:{lineno} is not a JSON object; each line must be one record")
+            records.append(rec)
+    return records
+
+
+def _files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise DataError(f"instruction data {path} does not exist; pass a folder or a .jsonl/.parquet file")
+    files = sorted(p for p in path.rglob("*") if p.suffix in (".jsonl", ".parquet") and not p.name.startswith("."))
+    if not files:
+        raise DataError(f"{path} holds no .jsonl or .parquet instruction files; run the instruction builder first")
+    return files
+
+
+def load_instruction_records(path: str | Path, default_split: str = "train") -> dict[str, list[dict[str, Any]]]:
+    """Records grouped by their `split` field (`train`, `valid`, `test`; missing -> `default_split`)."""
+    by_split: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for file in _files(Path(path)):
+        if file.suffix == ".parquet":
+            try:
+                recs = pq.read_table(file).to_pylist()
+            except Exception as exc:
+                raise DataError(f"{file} is not a readable Parquet file ({exc})") from exc
+        else:
+            recs = _read_jsonl(file)
+        for i, rec in enumerate(recs):
+            missing = [k for k in REQUIRED if not isinstance(rec.get(k), str)]
+            if missing:
+                raise DataError(f"{file} record {i} lacks text field(s) {missing}; records need 'instruction' and 'target'")
+            split = str(rec.get("split") or default_split)
+            by_split[SPLIT_ALIASES.get(split, split)].append(rec)
+    log.info("instruction data %s: %s", path, {k: len(v) for k, v in by_split.items()})
+    return dict(by_split)
+
+
+def reranking_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records usable for HR@1: candidates present and a valid `target_index`."""
+    out = []
+    for rec in records:
+        cands = rec.get("candidates") or []
+        idx = int(rec.get("target_index", -1) if rec.get("target_index") is not None else -1)
+        if len(cands) >= 2 and 0 <= idx < len(cands):
+            out.append(rec)
+    return out
+
+
+def tokenize_records(records: list[dict[str, Any]], encoder: PromptEncoder) -> list[dict[str, Any]]:
+    """Features for training: `input_ids`, `labels` (-100 on the prompt for causal models) and
+    `length` (for length-grouped batching)."""
+    feats = []
+    for rec in records:
+        prompt = encoder.prompt_ids(rec["instruction"])
+        answer = encoder.answer_ids(rec["target"])
+        if encoder.kind == "causal":
+            ids = prompt + answer
+            labels = [-100] * len(prompt) + answer
+        else:
+            ids, labels = prompt, answer
+        feats.append({"input_ids": ids, "labels": labels, "length": len(ids) + (0 if encoder.kind == "causal" else len(answer))})
+    return feats
