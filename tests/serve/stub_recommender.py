@@ -24,15 +24,17 @@ from instructrec.recommender.routing import attribute_vocabulary, route_request
 
 XSS_SCRIPT_TITLE = "<script>alert(1)</script>"
 XSS_IMG_TITLE = '<img src=x onerror="window.__xss=1"> Attack'
+MARKUP_TITLE = "[red]Rich[/] markup [/oops]"  # terminal markup must print as text too
 _STOP = {"the", "and", "for", "with", "something", "want", "like", "movie", "movies", "watch", "some", "that",
          "this", "would", "film", "films", "user", "about", "from", "you", "are", "what", "who", "its"}
 
 
 def with_xss_items(ds: Dataset) -> Dataset:
-    """The dataset plus two items whose titles are HTML/JS payloads (never interacted with)."""
-    extra = pd.DataFrame({"item_id": ["xss-1", "xss-2"], "title": [XSS_SCRIPT_TITLE, XSS_IMG_TITLE],
-                          "description": [None, None], "categories": [[], []], "brand": [None, None],
-                          "price": [None, None], "year": [None, None]})
+    """The dataset plus three items whose titles are HTML/JS or Rich markup (never interacted with)."""
+    extra = pd.DataFrame({"item_id": ["xss-1", "xss-2", "markup-1"],
+                          "title": [XSS_SCRIPT_TITLE, XSS_IMG_TITLE, MARKUP_TITLE],
+                          "description": [None] * 3, "categories": [[], [], []], "brand": [None] * 3,
+                          "price": [None] * 3, "year": [None] * 3})
     items = pd.concat([ds.items, extra.astype({"price": "Float64", "year": "Int64"})], ignore_index=True)
     return Dataset(items, ds.interactions, ds.reviews, Manifest(source=ds.manifest.source + "+xss"))
 

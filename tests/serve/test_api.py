@@ -130,7 +130,7 @@ def test_user_summary_and_healthz(client):
     user = client.get("/v1/users/196").json()
     assert user["n_interactions"] == 39 and len(user["recent"]) == 10
     health = client.get("/healthz").json()
-    assert health["status"] == "ok" and health["users"] == 943 and health["items"] == 1684
+    assert health["status"] == "ok" and health["users"] == 943 and health["items"] == 1685
 
 
 def test_xss_title_is_plain_data_in_json_and_page_cannot_inject(client):

@@ -47,6 +47,14 @@ def test_recommend_json_for_scripts(saved, stub):
     assert set(data["items"][0]) >= {"item_id", "title", "score", "llm_score", "retrieval_score"}
 
 
+def test_titles_print_as_text_not_terminal_markup(saved):
+    from stub_recommender import MARKUP_TITLE
+
+    result = runner.invoke(cli_main.app, ["recommend", "-m", saved, "-k", "1", "rich markup oops"])
+    assert result.exit_code == 0, result.output
+    assert MARKUP_TITLE in result.output
+
+
 def test_split_history_keeps_titles_with_commas(serve_dataset):
     assert split_history(["Usual Suspects, The,50", "Toy Story"], serve_dataset) == ["Usual Suspects, The", "50", "Toy Story"]
     assert split_history(["nonsense, 50"], serve_dataset) == ["nonsense", "50"]

@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from instructrec.cli.common import console
 from instructrec.errors import InstructRecError
@@ -33,7 +35,7 @@ def _result_table(result) -> Table:
     if has_retrieval:
         table.add_column("retrieval", justify="right")
     for rank, item in enumerate(result.items, start=1):
-        row = [str(rank), item.title, f"{item.score:.4f}"]
+        row: list[str | Text] = [str(rank), Text(item.title), f"{item.score:.4f}"]  # titles are data, not markup
         if has_llm:
             row.append("–" if item.llm_score is None else f"{item.llm_score:.4f}")
         if has_retrieval:
@@ -66,8 +68,8 @@ def recommend(
         typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
         return
     console.print(_result_table(result))
-    console.print(f"aspects [bold]{result.aspects}[/] · template [bold]{result.template_id}[/] · "
-                  f"request read as [bold]{result.request_kind}[/]", highlight=False)
+    console.print(f"aspects [bold]{escape(result.aspects)}[/] · template [bold]{escape(result.template_id)}[/] · "
+                  f"request read as [bold]{escape(result.request_kind)}[/]", highlight=False)
     for note in result.notes:
         console.print(f"note: {note}", highlight=False, markup=False)
     if show_instruction:
