@@ -193,3 +193,25 @@ def test_full_queue_answers_503_naming_the_limit(serve_dataset):
     assert codes.count(200) >= 2 and 503 in codes
     refused = next(r for r in responses if r.status_code == 503)
     assert "max_queue" in refused.json()["detail"] and refused.headers["retry-after"] == "1"
+
+
+def test_a_caller_who_left_while_waiting_costs_no_model_call(stub):
+    """Raw ASGI: the body arrives, then the client disconnects; the recommender is never called."""
+    app = create_app(stub)
+    body = b'{"user_id": "196", "k": 3}'
+    messages = [{"type": "http.request", "body": body, "more_body": False}, {"type": "http.disconnect"}]
+    sent: list[dict] = []
+
+    async def receive():
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": "/v1/recommend", "raw_path": b"/v1/recommend", "query_string": b"",
+             "root_path": "", "headers": [(b"content-type", b"application/json"),
+                                          (b"content-length", str(len(body)).encode())],
+             "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8000)}
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] == 499 and stub.calls == 0

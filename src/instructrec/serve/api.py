@@ -22,7 +22,7 @@ from fastapi import Path as PathParam
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 import instructrec
@@ -39,7 +39,7 @@ from instructrec.serve.schemas import (
     build_recommend_request,
 )
 from instructrec.serve.settings import ServeLimits, ServeSettings
-from instructrec.serve.worker import QueueFull, SerialWorker
+from instructrec.serve.worker import CallerGone, QueueFull, SerialWorker
 
 logger = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def create_app(recommender: RecommenderLike | Callable[[], RecommenderLike],
 
     @app.post("/v1/recommend", response_model=RecommendResponse, responses=_ERRORS,
               summary="Rank items for a user (id or history) and a free-text request")
-    async def recommend(body: RecommendRequest) -> RecommendResponse:
+    async def recommend(body: RecommendRequest, request: Request) -> Any:
         rec = current()
         if body.user_id is not None and not rec.has_user(body.user_id):
             raise HTTPException(404, f"unknown user id {body.user_id!r}; send the user's `history` "
@@ -183,7 +183,10 @@ def create_app(recommender: RecommenderLike | Callable[[], RecommenderLike],
             return result, time.perf_counter() - started
 
         try:
-            result, seconds = await model_worker.run(call)
+            result, seconds = await model_worker.run(call, gone=request.is_disconnected)
+        except CallerGone:
+            logger.info("client left while waiting for the model; call skipped")
+            return Response(status_code=499)  # nobody reads it; nginx's code for "client closed"
         except QueueFull:
             raise HTTPException(503, f"{limits.max_queue} requests are already waiting for the model (max_queue); "
                                      "try again shortly", headers={"Retry-After": "1"}) from None
