@@ -207,6 +207,8 @@ class ExtractiveTeacher:
             text = f"I am looking for {_a(values['kind'][0])}."
         else:
             return TeacherAnswer(f"I am looking for something new to try among {noun}.", reason + "+generic")
+        if leaks_title(text, self._titles[item]):  # e.g. the item *is* a console called "Wii"
+            return TeacherAnswer(f"I am looking for something new to try among {noun}.", "fallback:title-leak")
         return TeacherAnswer(text, reason)
 
     def _need_sentence(self, review: str, item: int) -> str | None:
