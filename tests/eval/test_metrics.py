@@ -1,0 +1,61 @@
+"""Metrics against hand-computed values; tie-breaking policies."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from instructrec.eval.metrics import mean_ci, per_user_metrics, summarize, target_ranks
+
+
+def test_per_user_metrics_hand_computed():
+    m = per_user_metrics(np.array([1, 2, 3, 5, 6]))
+    assert m["HR@1"].tolist() == [1, 0, 0, 0, 0]
+    assert m["HR@3"].tolist() == [1, 1, 1, 0, 0]
+    assert m["HR@5"].tolist() == [1, 1, 1, 1, 0]
+    assert m["NDCG@3"] == pytest.approx([1.0, 1 / math.log2(3), 0.5, 0.0, 0.0])
+    assert m["NDCG@5"] == pytest.approx([1.0, 1 / math.log2(3), 0.5, 1 / math.log2(6), 0.0])
+    assert m["MRR"] == pytest.approx([1.0, 0.5, 1 / 3, 0.2, 1 / 6])
+
+
+def test_target_ranks_without_ties():
+    scores = np.array([[0.1, 0.9, 0.5, 0.3],   # target col 2 (0.5): one higher -> rank 2
+                       [4.0, 3.0, 2.0, 1.0]])  # target col 0: best -> rank 1
+    assert target_ranks(scores, np.array([2, 0])).tolist() == [2, 1]
+
+
+def test_tie_policies():
+    scores = np.zeros((1, 10))
+    assert target_ranks(scores, np.array([3]), "pessimistic").tolist() == [10]
+    assert target_ranks(scores, np.array([3]), "optimistic").tolist() == [1]
+    # Random ties on a constant scorer give the expected value of a random ranking.
+    many = np.zeros((20000, 10))
+    ranks = target_ranks(many, np.zeros(20000, dtype=int), "random", seed=1)
+    assert set(np.unique(ranks)) == set(range(1, 11))
+    assert per_user_metrics(ranks)["HR@1"].mean() == pytest.approx(0.1, abs=0.01)
+    # Seeded: the same seed gives the same ranks, another seed different ones.
+    assert np.array_equal(ranks, target_ranks(many, np.zeros(20000, dtype=int), "random", seed=1))
+    assert not np.array_equal(ranks, target_ranks(many, np.zeros(20000, dtype=int), "random", seed=2))
+
+
+def test_partial_ties_only_shuffle_among_equals():
+    scores = np.array([[5.0, 1.0, 1.0, 1.0, 0.0]])  # target col 1 ties with cols 2, 3; col 0 above
+    ranks = {int(target_ranks(scores, np.array([1]), seed=s)[0]) for s in range(50)}
+    assert ranks == {2, 3, 4}
+
+
+def test_nan_scores_rank_last_and_valid_mask_excludes_items():
+    scores = np.array([[np.nan, 0.2, 0.9, 0.1]])
+    assert target_ranks(scores, np.array([0]), "pessimistic").tolist() == [4]
+    valid = np.array([[True, True, False, True]])  # col 2 (a seen item) is not ranked
+    assert target_ranks(scores, np.array([1]), valid=valid).tolist() == [1]
+
+
+def test_mean_ci():
+    v = np.array([1.0, 0.0, 1.0, 0.0])
+    s = mean_ci(v)
+    half = 1.959963984540054 * np.std(v, ddof=1) / 2
+    assert s["mean"] == 0.5 and s["ci_low"] == pytest.approx(0.5 - half) and s["ci_high"] == pytest.approx(0.5 + half)
+    assert summarize({"HR@1": v})["HR@1"]["n"] == 4
