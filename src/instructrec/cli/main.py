@@ -7,6 +7,7 @@ import sys
 import typer
 
 from instructrec.cli import data as data_cli
+from instructrec.cli import evaluate as evaluate_cli
 from instructrec.cli import instructions as instructions_cli
 from instructrec.cli.common import err_console, setup_logging
 from instructrec.cli.quickstart import quickstart
@@ -20,6 +21,8 @@ app = typer.Typer(
     add_completion=False,
 )
 app.add_typer(data_cli.app, name="data")
+app.add_typer(evaluate_cli.retrieve_app, name="retrieve")
+app.command("evaluate")(evaluate_cli.evaluate_cmd)
 app.add_typer(instructions_cli.app, name="instructions")
 app.command("quickstart")(quickstart)
 app.command("recommend")(recommend)
