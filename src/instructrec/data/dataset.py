@@ -11,7 +11,6 @@ from __future__ import annotations
 import html
 import json
 import os
-import re
 import shutil
 import time
 from collections.abc import Sequence
@@ -58,16 +57,37 @@ REVIEW_SCHEMA = pa.schema(
         ("timestamp", pa.int64()),
     ]
 )
-
-_SPACES = re.compile(r"\s+")
+SCHEMAS = (ITEM_SCHEMA, INTERACTION_SCHEMA, REVIEW_SCHEMA)
+"""items, interactions, reviews: the three tables of a dataset, in this order."""
 
 
 def clean_text(value: Any) -> str | None:
     """Unescape HTML entities (twice, for double-escaped dumps) and normalise whitespace."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None
-    text = html.unescape(html.unescape(str(value)))
-    text = _SPACES.sub(" ", text).strip()
+    text = value if isinstance(value, str) else str(value)
+    if "&" in text:  # the common case has no entity
+        text = html.unescape(html.unescape(text))
+    text = " ".join(text.split())
+    return text or None
+
+
+def clean_long_text(value: Any) -> str | None:
+    """`clean_text` for review texts, fast on the common case (runs on millions of reviews).
+
+    Entities are unescaped; texts holding a line break, tab or no-break space get all whitespace
+    runs collapsed to one space; the rest are only stripped (a search for double spaces would
+    cost ten times the other checks together, and they do no harm in a review).
+    """
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    text = value if isinstance(value, str) else str(value)
+    if "&" in text:
+        text = html.unescape(html.unescape(text))
+    if "\n" in text or "\t" in text or "\r" in text or "\xa0" in text:
+        text = " ".join(text.split())
+    else:
+        text = text.strip()
     return text or None
 
 
@@ -114,8 +134,30 @@ def _conform(frame: pd.DataFrame, schema: pa.Schema, required: Sequence[str], wh
                 for v in col
             ]
         else:
-            out[name] = col.astype("object").where(col.notna(), None)
-            out[name] = [None if v is None else str(v) for v in out[name]]
+            # Object dtype on purpose: building pandas' Arrow-backed strings from Python objects
+            # (and iterating them back) dominates the cost at millions of reviews; `from_frames`
+            # converts once at the end.
+            values = col.to_numpy(dtype=object, na_value=None)
+            if pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):
+                values = np.asarray([None if v is None else str(v) for v in values], dtype=object)
+            out[name] = pd.Series(values, dtype=object)
+    return out
+
+
+def _normalise(frame: pd.DataFrame, schema: pa.Schema) -> pd.DataFrame:
+    """The in-memory form of a table, identical for a fresh and a loaded dataset: strings as
+    pandas' Arrow-backed `str`, nullable Int64/Float64 numbers, categories as Python lists."""
+    if not isinstance(frame, pa.Table):
+        frame = pa.Table.from_pandas(frame[schema.names], schema=schema, preserve_index=False)
+    out = frame.to_pandas()
+    for name in schema.names:
+        typ = schema.field(name).type
+        if pa.types.is_integer(typ):
+            out[name] = out[name].astype("Int64")
+        elif pa.types.is_floating(typ):
+            out[name] = out[name].astype("Float64")
+        elif pa.types.is_list(typ):
+            out[name] = [list(c) if c is not None else [] for c in out[name]]
     return out
 
 
@@ -141,12 +183,12 @@ class Dataset:
         codes, uniques = pd.factorize(self.interactions["user_id"], sort=False)
         self.user_ids: np.ndarray = np.asarray(uniques, dtype=object)
         self._user_pos: dict[str, int] = {uid: i for i, uid in enumerate(self.user_ids)}
-        item_idx = self.interactions["item_id"].map(self._item_pos)
-        if item_idx.isna().any():
-            bad = self.interactions["item_id"][item_idx.isna()].iloc[0]
+        item_idx = pd.Index(self.item_ids).get_indexer(self.interactions["item_id"])
+        if (item_idx < 0).any():
+            bad = self.interactions["item_id"].iloc[int(np.argmax(item_idx < 0))]
             raise DataError(f"interactions: item id {bad!r} is not in the item table.")
         self.user_index_array = codes.astype(np.int64)
-        self.item_index_array = item_idx.to_numpy(dtype=np.int64)
+        self.item_index_array = item_idx.astype(np.int64)
         if len(codes) and np.any(np.diff(codes) < 0):
             raise DataError("interactions must be grouped by user (use Dataset.from_frames to normalise).")
         bounds = np.flatnonzero(np.diff(codes)) + 1
@@ -201,8 +243,9 @@ class Dataset:
             inter = inter[known]
         inter = sort_interactions(inter)
         if len(revs):
-            revs["text"] = [clean_text(t) for t in revs["text"]]
-            revs["summary"] = [clean_text(t) for t in revs["summary"]]
+            revs["text"] = pd.Series([clean_long_text(t) for t in revs["text"]], dtype=object)
+            revs["summary"] = pd.Series([clean_long_text(t) for t in revs["summary"]], dtype=object)
+        items, inter, revs = (_normalise(f, schema) for f, schema in zip((items, inter, revs), SCHEMAS))
         return cls(items, inter, revs, Manifest(source=source, filters=dict(filters or {})))
 
     # -- lookups -----------------------------------------------------------------------------
@@ -326,16 +369,10 @@ class Dataset:
         frames = []
         for name in ("items", "interactions", "reviews"):
             try:
-                frames.append(pq.read_table(path / f"{name}.parquet").to_pandas())
+                frames.append(pq.read_table(path / f"{name}.parquet"))
             except (OSError, pa.ArrowException) as exc:
                 raise DataError(f"cannot read {path / (name + '.parquet')}: {exc}; prepare the dataset again.") from None
-        items, inter, revs = frames
-        items["categories"] = [list(c) if c is not None else [] for c in items["categories"]]
-        for frame in (inter, revs):
-            frame["timestamp"] = frame["timestamp"].astype("Int64")
-            frame["rating"] = frame["rating"].astype("Float64")
-        items["price"] = items["price"].astype("Float64")
-        items["year"] = items["year"].astype("Int64")
+        items, inter, revs = (_normalise(t, schema) for t, schema in zip(frames, SCHEMAS))
         return cls(items, inter, revs, manifest)
 
     def __repr__(self) -> str:
@@ -350,4 +387,6 @@ def sort_interactions(inter: pd.DataFrame) -> pd.DataFrame:
     user_code = pd.factorize(inter["user_id"], sort=False)[0]
     ts = inter["timestamp"].astype("Float64").fillna(-np.inf).to_numpy(dtype=np.float64)
     order = np.lexsort((np.arange(len(inter)), ts, user_code))
+    if np.array_equal(order, np.arange(len(inter))):  # already ordered: skip copying every column
+        return inter.reset_index(drop=True)
     return inter.iloc[order].reset_index(drop=True)

@@ -23,7 +23,11 @@ def deduplicate(inter: pd.DataFrame) -> pd.DataFrame:
     same item is collapsed to the first time the user chose it (as in the paper's preprocessing).
     """
     ordered = sort_interactions(inter)
-    out = ordered.drop_duplicates(["user_id", "item_id"], keep="first").reset_index(drop=True)
+    # Hash one int64 key per row instead of a pair of strings: several times faster at 1M rows.
+    users = pd.factorize(ordered["user_id"])[0].astype(np.int64)
+    items, item_uniques = pd.factorize(ordered["item_id"])
+    repeated = pd.Series(users * max(len(item_uniques), 1) + items).duplicated(keep="first").to_numpy()
+    out = ordered[~repeated].reset_index(drop=True) if repeated.any() else ordered
     if len(out) < len(ordered):
         log.info("de-duplication removed %d repeated (user, item) rows", len(ordered) - len(out))
     return out
