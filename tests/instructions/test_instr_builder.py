@@ -63,18 +63,17 @@ def test_no_leakage(movielens, ml_teacher, tmp_path):
     split = leave_one_out(movielens)
     ids = movielens.item_ids
     build_instructions(movielens, load_templates(), ml_teacher, None, "train", 0, tmp_path / "train",
-                       BuildSettings(examples_per_target=1))
+                       BuildSettings(max_examples=30_000))
     build_instructions(movielens, load_templates(), ml_teacher, None, "test", 0, tmp_path / "test")
     build_instructions(movielens, load_templates(), ml_teacher, None, "valid", 0, tmp_path / "valid")
     pos = {str(movielens.user_ids[u]): row for row, u in enumerate(split.users)}
+    train_sets = [{str(ids[i]) for i in seq} for seq in split.train]
     train = _records(tmp_path / "train")
     for rec in train:
         row = pos[rec["user_id"]]
-        allowed = {str(ids[i]) for i in split.train[row]}
+        allowed = train_sets[row]
         # targets and histories come only from interactions before the validation target
         assert rec["item_id"] in allowed and set(rec["meta"]["history"]) <= allowed
-        assert rec["item_id"] not in {str(ids[split.valid_target[row]]), str(ids[split.test_target[row]])} \
-            or rec["item_id"] in allowed
     test = _records(tmp_path / "test")
     assert len(test) == len(split)
     test_pairs = {(r["user_id"], r["item_id"]) for r in test}
@@ -84,9 +83,7 @@ def test_no_leakage(movielens, ml_teacher, tmp_path):
         assert rec["meta"]["history"][-1] == str(ids[split.valid_target[row]])
     # a test example (user, last item) never occurs as a training target
     leaked = [(r["user_id"], r["item_id"]) for r in train
-              if (r["user_id"], r["item_id"]) in test_pairs
-              and str(ids[split.test_target[pos[r["user_id"]]]]) not in
-              {str(ids[i]) for i in split.train[pos[r["user_id"]]]}]
+              if (r["user_id"], r["item_id"]) in test_pairs and r["item_id"] not in train_sets[pos[r["user_id"]]]]
     assert not leaked
     assert all(r["item_id"] == str(ids[split.valid_target[pos[r["user_id"]]]]) for r in _records(tmp_path / "valid"))
     # negatives are never the user's own items of that split (training: the training sequence, so
@@ -94,8 +91,8 @@ def test_no_leakage(movielens, ml_teacher, tmp_path):
     for rec in train + test:
         if rec["task"] == "T3":
             row = pos[rec["user_id"]]
-            seq = movielens.sequences[split.users[row]] if rec["split"] == "test" else split.train[row]
-            own = {str(ids[i]) for i in seq} | {rec["item_id"]}
+            own = ({str(ids[i]) for i in movielens.sequences[split.users[row]]} if rec["split"] == "test"
+                   else train_sets[row]) | {rec["item_id"]}
             negatives = [c for i, c in enumerate(rec["candidate_items"]) if i != rec["target_index"]]
             assert not set(negatives) & own
 

@@ -127,6 +127,7 @@ class OpenAITeacher(LLMTeacher):
                     f"teacher endpoint {s.base_url} failed {self._consecutive} requests in a row "
                     f"(last: {self._last_error}); start the server, check --teacher-url/--teacher-model, or "
                     "use --teacher extractive. Replies so far are cached, so a rerun resumes.")
+                break
         return replies
 
     def close(self) -> None:
