@@ -108,3 +108,17 @@ def test_user_errors(tmp_path, fitted):
         create_retriever("sasrec").recommend(np.array([1, 2]))
     with pytest.raises(ModelError, match="not text"):
         fitted("popularity").search("dragon")
+
+
+def test_interrupted_training_resumes_to_the_same_model(synthetic_seq, split, tmp_path):
+    base = dict(hidden=16, epochs=4, lr=0.01, batch_size=64, patience=10, valid_users=100, progress=False)
+    straight = create_retriever("gru4rec", **base).fit(synthetic_seq, split)
+    ckpt = str(tmp_path / "gru.ckpt")
+    create_retriever("gru4rec", **dict(base, epochs=2, checkpoint=ckpt)).fit(synthetic_seq, split)
+    resumed = create_retriever("gru4rec", **dict(base, checkpoint=ckpt)).fit(synthetic_seq, split)
+    assert [h["epoch"] for h in resumed.history_] == [1, 2, 3, 4]
+    assert [round(h["loss"], 6) for h in resumed.history_] == [round(h["loss"], 6) for h in straight.history_]
+    hists = [split.history(r, "test") for r in range(5)]
+    assert np.allclose(straight.score(hists), resumed.score(hists), atol=1e-5)
+    with pytest.raises(ModelError, match="other settings"):
+        create_retriever("gru4rec", **dict(base, hidden=8, checkpoint=ckpt)).fit(synthetic_seq, split)

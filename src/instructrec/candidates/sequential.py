@@ -14,11 +14,12 @@ items, so this is most of the speed on a CPU.
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import time
 from abc import abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ from instructrec.candidates.base import STATE_FILE, Retriever
 from instructrec.candidates.training_data import training_sequences, validate_full_ranking, validation_rows
 from instructrec.data.dataset import Dataset
 from instructrec.data.split import LeaveOneOutSplit
+from instructrec.errors import ModelError
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +83,8 @@ class SequentialSettings:
     """Softmax losses: 0 = over all items; N = sampled softmax against N shared uniform negatives."""
     progress: bool = True
     """Show a progress bar per epoch."""
+    checkpoint: str | None = None
+    """File for the training state after every epoch; if it exists, `fit` resumes from it."""
 
 
 class SequentialRetriever(Retriever):
@@ -120,10 +124,12 @@ class SequentialRetriever(Retriever):
         opt = torch.optim.Adam(self.net.parameters(), lr=s.lr, weight_decay=s.weight_decay)
         valid_rows = validation_rows(split, s.valid_users, s.seed)
         n_valid = len(valid_rows)
-        best, best_state, bad, started = -1.0, None, 0, time.monotonic()
-        self.best_epoch_ = 0
-        self.history_: list[dict[str, float]] = []
-        for epoch in range(1, s.epochs + 1):
+        st = {"epoch": 0, "best": -1.0, "best_state": None, "bad": 0, "best_epoch": 0, "history": []}
+        ckpt = Path(s.checkpoint) if s.checkpoint else None
+        if ckpt is not None and ckpt.exists():
+            st = self._resume(ckpt, opt, rng)
+        started = time.monotonic()
+        for epoch in range(st["epoch"] + 1, s.epochs + 1):
             self.net.train()
             total, n_batches = 0.0, 0
             batches = self._batches(seqs, rng)
@@ -135,26 +141,58 @@ class SequentialRetriever(Retriever):
                 total += loss.item()
                 n_batches += 1
             ndcg, hr = validate_full_ranking(self, split, valid_rows) if n_valid else (0.0, 0.0)
-            self.history_.append({"epoch": epoch, "loss": total / max(n_batches, 1), "valid_ndcg@10": ndcg,
+            st["history"].append({"epoch": epoch, "loss": total / max(n_batches, 1), "valid_ndcg@10": ndcg,
                                   "valid_hr@10": hr, "seconds": time.monotonic() - started})
             logger.info("%s epoch %d: loss %.4f, valid NDCG@10 %.4f HR@10 %.4f (%.0fs)", self.name, epoch,
                         total / max(n_batches, 1), ndcg, hr, time.monotonic() - started)
+            st["epoch"] = epoch
+            stop = False
             if not n_valid:
-                best_state, self.best_epoch_ = None, epoch
-            elif ndcg > best + s.min_delta:
-                best, best_state, bad = ndcg, copy.deepcopy(self.net.state_dict()), 0
-                self.best_epoch_ = epoch
+                st["best_state"], st["best_epoch"] = None, epoch
+            elif ndcg > st["best"] + s.min_delta:
+                st.update(best=ndcg, best_state=copy.deepcopy(self.net.state_dict()), bad=0, best_epoch=epoch)
             else:
-                bad += 1
-                if bad >= s.patience:
-                    logger.info("%s: early stop after epoch %d (best %d)", self.name, epoch, self.best_epoch_)
-                    break
-            if s.max_minutes and time.monotonic() - started > 60 * s.max_minutes:
+                st["bad"] += 1
+                stop = st["bad"] >= s.patience
+                if stop:
+                    logger.info("%s: early stop after epoch %d (best %d)", self.name, epoch, st["best_epoch"])
+            if s.max_minutes and time.monotonic() - started > 60 * s.max_minutes and not stop:
                 logger.info("%s: time budget of %.1f min reached after epoch %d", self.name, s.max_minutes, epoch)
+                stop = True
+            if ckpt is not None:
+                self._checkpoint(ckpt, opt, rng, st)
+            if stop:
                 break
-        if best_state is not None:
-            self.net.load_state_dict(best_state)
+        if st["best_state"] is not None:
+            self.net.load_state_dict(st["best_state"])
+        self.best_epoch_, self.history_ = st["best_epoch"], st["history"]
         self.net.eval()
+
+    def _checkpoint(self, path: Path, opt: torch.optim.Optimizer, rng: np.random.Generator, st: dict) -> None:
+        """Everything needed to continue training after an interruption (written atomically)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.save({"settings": self._resume_key(), "net": self.net.state_dict(), "opt": opt.state_dict(),
+                    "rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state(), **st}, tmp)
+        tmp.replace(path)
+
+    def _resume(self, path: Path, opt: torch.optim.Optimizer, rng: np.random.Generator) -> dict:
+        try:
+            saved = torch.load(path, weights_only=True)
+        except Exception as exc:  # a torn or foreign file: say so rather than train from scratch silently
+            raise ModelError(f"cannot resume from {path} ({exc}); delete it to start over.") from None
+        if saved["settings"] != self._resume_key():
+            raise ModelError(f"{path} was written with other settings; delete it or use the same settings.")
+        self.net.load_state_dict(saved["net"])
+        opt.load_state_dict(saved["opt"])
+        rng.bit_generator.state = json.loads(saved["rng"])
+        torch.set_rng_state(saved["torch_rng"])
+        logger.info("%s: resuming after epoch %d from %s", self.name, saved["epoch"], path)
+        return {k: saved[k] for k in ("epoch", "best", "best_state", "bad", "best_epoch", "history")}
+
+    def _resume_key(self) -> str:
+        ignore = {"checkpoint", "max_minutes", "progress", "threads", "epochs", "patience"}
+        return json.dumps({k: v for k, v in asdict(self.settings).items() if k not in ignore}, sort_keys=True)
 
     _min_train_len = 2
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -68,12 +68,20 @@ class RetrieverStore:
                                        f"{self.dataset.n_items}; use another --models folder or --refit.")
             logger.info("loaded %s from %s", name, path)
         else:
-            model = create_retriever(name, **self.params.get(name, {}))
+            params = dict(self.params.get(name, {}))
+            ckpt = None
+            if path is not None and name in REGISTRY and "checkpoint" in {
+                    f.name for f in fields(REGISTRY[name].Settings)}:
+                # Long torch trainings checkpoint every epoch next to the model; a rerun resumes.
+                ckpt = params.setdefault("checkpoint", str(path.parent / f".{name}.checkpoint.pt"))
+            model = create_retriever(name, **params)
             logger.info("fitting %s", name)
             model.fit(self.dataset, self.split)
             if path is not None:
                 model.save(path)
                 logger.info("saved %s to %s", name, path)
+                if ckpt is not None:
+                    Path(ckpt).unlink(missing_ok=True)
         self._cache[name] = model
         return model
 
