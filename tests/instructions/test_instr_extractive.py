@@ -86,3 +86,24 @@ def test_teacher_is_deterministic(games, games_teacher):
     reqs = [TeacherRequest("preference", "u", history=tuple(games.sequences[u][:-1])) for u in range(50)]
     reqs += [TeacherRequest("vague_intention", str(u), item=int(games.sequences[u][-1])) for u in range(50)]
     assert games_teacher.answer(reqs) == again.answer(reqs)
+
+
+def test_vague_intentions_from_real_reviews(tmp_path):
+    """Real Amazon 2023 reviews: need sentences found, names masked, the rest counted as fallbacks."""
+    from conftest import REVIEWS_2023_DIR
+
+    if not (REVIEWS_2023_DIR / "training.jsonl").exists():
+        pytest.skip(f"review sample not found at {REVIEWS_2023_DIR}")
+    from instructrec.data.loaders.amazon2023 import load_sample
+
+    ds = load_sample(REVIEWS_2023_DIR)
+    teacher = ExtractiveTeacher().fit(ds)
+    reqs = [TeacherRequest("vague_intention", str(u), item=ds.item_index(i))
+            for u, i in zip(ds.reviews["user_id"], ds.reviews["item_id"])]
+    answers = teacher.answer(reqs)
+    from_review = [a for a in answers if a.source == "review"]
+    assert len(from_review) > 0.2 * len(answers)
+    assert all(a.source == "review" or a.is_fallback for a in answers)
+    for req, ans in zip(reqs, answers):
+        assert "<br" not in ans.text and not leaks_title(ans.text, ds.title(req.item))
+    assert any("gift" in a.text.lower() or "my wife" in a.text.lower() for a in from_review)

@@ -161,7 +161,7 @@ class _ShardBuilder:
             out["intention"] = TeacherRequest(kind, uid, item=target)
         return out
 
-    def build(self, plan: Plan, lo: int, hi: int, rng: random.Random, first_id: int) -> list[dict]:
+    def build(self, plan: Plan, lo: int, hi: int, rng: random.Random) -> list[dict]:
         hist_len = self.settings.render.history_items
         jobs = []
         wanted: dict[TeacherRequest, None] = {}
@@ -180,7 +180,7 @@ class _ShardBuilder:
         for j, user, target, history, template, reqs in jobs:
             texts = {name: answers[r] for name, r in reqs.items()}
             record = self.example(template, user, target, history, texts, rng).to_record()
-            records.append({"id": f"{self.split}-{first_id + j}", **record})
+            records.append({"id": f"{self.split}-{j}", **record})
         return records
 
     def example(self, template: Template, user: int, target: int, history: np.ndarray,
@@ -302,7 +302,7 @@ def build_instructions(dataset: Dataset, templates: TemplateLibrary, teacher: Te
             continue
         rng = random.Random(seed * 1_000_003 + shard)
         lo, hi = shard * size, min(n, (shard + 1) * size)
-        records = builder.build(plan, lo, hi, rng, 0)
+        records = builder.build(plan, lo, hi, rng)
         _write_atomic(meta_path, json.dumps(shard_stats(records)))
         _write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
         log.debug("wrote %s (%d examples)", path, len(records))

@@ -25,7 +25,8 @@ from instructrec.data.dataset import Dataset
 from instructrec.instructions.facets import ItemFacets, compute_facets, normalise, salient_facets, title_core
 from instructrec.instructions.teachers.base import TeacherAnswer, TeacherError, TeacherRequest
 
-_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+|<br\s*/?>", re.I)
+_TAG = re.compile(r"<[^>]{1,40}>")
 _NEED_CUES = re.compile(
     r"\b(gift|present|birthday|christmas|xmas|for my|my (?:son|daughter|kids?|wife|husband|boyfriend|"
     r"girlfriend|nephew|niece|grandson|granddaughter|brother|sister|family|friend)|looking for|wanted|"
@@ -218,7 +219,7 @@ class ExtractiveTeacher:
         pattern = re.compile("|".join(re.escape(m) for m in sorted(masks, key=len, reverse=True) if len(m) >= 3), re.I)
         best, best_score = None, 0
         for raw in _SENTENCE.split(review):
-            sentence = raw.strip()
+            sentence = _TAG.sub(" ", raw).strip()
             words = sentence.split()
             if not (4 <= len(words) <= self.max_sentence_words):
                 continue
