@@ -118,7 +118,9 @@ def _conform(frame: pd.DataFrame, schema: pa.Schema, required: Sequence[str], wh
     for name in schema.names:
         col = frame[name].reset_index(drop=True) if name in frame.columns else None
         typ = schema.field(name).type
-        if col is None:
+        if col is None and pa.types.is_list(typ):
+            out[name] = pd.Series([[] for _ in range(len(frame))], dtype=object)
+        elif col is None:
             out[name] = pd.Series([None] * len(frame), dtype="object") if not pa.types.is_integer(
                 typ
             ) and not pa.types.is_floating(typ) else pd.Series(

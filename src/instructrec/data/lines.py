@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 _PROGRESS_EVERY = 4096
 """Update the progress bar every this many lines (tqdm calls are not free at 1M lines)."""
+_BLANK_START = (b" ", b"\t", b"\r", b"\n", b"\x0b", b"\x0c")
 
 
 class OnError(str, Enum):
@@ -105,7 +106,8 @@ def iter_lines(path: Path, *, desc: str | None = None) -> Iterator[tuple[int, by
                     pos = raw.tell()
                     bar.update(pos - done)
                     done = pos
-                if len(line) > 2 or line.strip():  # cheap test first: nearly every line is long
+                # cheap test first: a record line starts with "{", only then look for a blank one
+                if line[:1] not in _BLANK_START or line.strip():
                     yield lineno, line
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise DataError(
