@@ -59,3 +59,9 @@ def test_missing_folder_and_clean_reply(tmp_path):
         LocalTeacher(tmp_path / "nope")
     assert clean_reply('\n  "Answer: a racing game for Wii"\nmore') == "a racing game for Wii"
     assert clean_reply("  \n ..\n") is None
+
+
+def test_clean_reply_drops_loops_and_cuts():
+    looped = "I like racing games. I like racing games. I like racing games. I also like puzzles. And more."
+    assert clean_reply(looped) == "I like racing games. I also like puzzles."
+    assert clean_reply("x" * 50 + ". " + "y" * 400, max_chars=100) == "x" * 50 + "."

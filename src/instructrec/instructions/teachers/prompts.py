@@ -7,6 +7,7 @@ a preference; the target item's title, categories and the user's review for an i
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from instructrec.instructions.teachers.base import TeacherRequest
@@ -33,18 +34,31 @@ def build_messages(req: TeacherRequest, titles: Sequence[str], categories: Seque
                     "without naming or describing the product itself.")
         else:
             body = (f'You are about to buy "{title}" (categories: {cats}).{review}\n\nWrite the short search '
-                    "phrase you would type to find such an item, as a noun phrase such as 'a racing game for "
-                    "PlayStation 4'. Use its kind, platform, genre or series, but never its exact title.")
+                    "phrase (a noun phrase of at most 12 words, starting with 'a' or 'an') you would type to "
+                    "find such an item. Use its kind, genre, platform or series, but never its exact title.")
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": body}]
 
 
-def clean_reply(text: str) -> str | None:
-    """First non-empty line without quotes or a leading label; None if nothing usable."""
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+
+
+def clean_reply(text: str, max_sentences: int = 2, max_chars: int = 300) -> str | None:
+    """First non-empty line without quotes or a leading label, its repeated sentences dropped
+    (small models loop), cut to `max_sentences` and whole sentences within `max_chars`; None if
+    nothing usable is left."""
     for line in text.strip().splitlines():
         line = line.strip().strip('"').strip()
         for label in ("Answer:", "Search phrase:", "Query:", "Preference:"):
             if line.lower().startswith(label.lower()):
                 line = line[len(label):].strip().strip('"')
-        if len(line) >= 3:
-            return line[:400]
+        if len(line) < 3:
+            continue
+        kept: list[str] = []
+        for sentence in _SENTENCE.split(line):
+            sentence = sentence.strip()
+            if sentence and sentence not in kept and len(" ".join([*kept, sentence])) <= max_chars:
+                kept.append(sentence)
+            if len(kept) == max_sentences:
+                break
+        return " ".join(kept) if kept else line[:max_chars]
     return None
