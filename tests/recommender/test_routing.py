@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from instructrec.recommender.routing import attribute_vocabulary, route_request, to_third_person
+from instructrec.recommender.routing import (
+    attribute_vocabulary,
+    fit_to_slot,
+    noun_phrase,
+    route_request,
+    to_third_person,
+)
 
 VOCAB = attribute_vocabulary([["Racing", "Xbox"], ["Horror"], ["Comedy"]], ["zelda", "ps4"])
 
@@ -29,7 +35,7 @@ def test_vague_intention_with_history():
     r = route_request("I want something relaxing to play with my daughter", has_history=True, vocabulary=VOCAB)
     assert r.aspects.key() == "P1,I1,T3"
     assert r.kind == "vague_intention"
-    assert r.intention_text.startswith("the user wants")
+    assert r.intention_text == "I want something relaxing to play with my daughter."
 
 
 def test_specific_intention_names_catalogue_attributes():
@@ -43,9 +49,33 @@ def test_explicit_preference_and_mixed():
     assert pref.aspects.key() == "P1+P2,I0,T3" and pref.kind == "explicit_preference"
     mixed = route_request("I like Zelda games. Looking for a gift for my son", has_history=False, vocabulary=VOCAB)
     assert mixed.kind == "mixed" and mixed.aspects.key() == "P2,I1,T3"
-    assert mixed.preference_text == "the user likes Zelda games."
+    assert mixed.preference_text == "I like Zelda games."
 
 
 def test_no_request_is_sequential_recommendation():
     r = route_request(None, has_history=True, vocabulary=VOCAB)
     assert r.aspects.key() == "P1,I0,T3" and r.kind == "none"
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        ("I need a cheap racing game for Xbox", "a cheap racing game for Xbox"),
+        ("I'm looking for a comedy.", "a comedy"),
+        ("Recommend me a horror movie", "a horror movie"),
+        ("we are looking for a co-op shooter", "a co-op shooter"),
+        ("a racing game for PS4", "a racing game for PS4"),
+    ],
+)
+def test_noun_phrase_for_specific_slots(text, want):
+    assert noun_phrase(text) == want
+
+
+def test_fit_to_slot_follows_template_voice():
+    first_person = "About my taste: {preference} Pick the item that fits me best: {candidates}"
+    third_person = "History: {history}. Is this a good recommendation for this user given {preference}?"
+    quoted = 'A user says: "{preference}" Write the request.'
+    assert fit_to_slot("I like RPGs", "preference", first_person, False) == "I like RPGs."
+    assert fit_to_slot("I like RPGs", "preference", third_person, False) == "the user likes RPGs."
+    assert fit_to_slot("I like RPGs", "preference", quoted, False) == "I like RPGs."
+    assert fit_to_slot("I want a racing game", "intention", first_person, True) == "a racing game"

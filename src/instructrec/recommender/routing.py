@@ -10,8 +10,12 @@ and the rules must be predictable and explainable in the API's answer:
 * a sentence stating a need whose words hit the catalogue's attribute vocabulary (category labels,
   platform/franchise/genre keywords) is a specific intention, otherwise a vague one.
 
-Requests are rewritten from the first person into the template's voice ("I want" -> "the user
-wants") so that they read like the teacher-written texts the model was tuned on.
+Requests are then fitted to the template's voice and slot so that they read like the
+teacher-written texts the model was tuned on (`fit_to_slot`): the built-in templates speak in the
+first person (the teacher plays the user, as in the paper), so a first-person request stays as it
+is there, while a template written about "the user" gets it rewritten ("I want" -> "the user
+wants"); a specific-intention slot takes a noun phrase ("I need a cheap racing game" -> "a cheap
+racing game"), the other slots whole sentences.
 """
 
 from __future__ import annotations
@@ -102,9 +106,9 @@ class RoutedRequest:
     kind: str
     """none | vague_intention | specific_intention | explicit_preference | mixed"""
     preference_text: str | None
-    """Explicit preference in template voice (P2), if any."""
+    """Explicit preference as the user wrote it (first person; see `fit_to_slot`), if any."""
     intention_text: str | None
-    """Intention in template voice (I1/I2), if any."""
+    """Intention as the user wrote it (first person; see `fit_to_slot`), if any."""
     matched_attributes: tuple[str, ...] = ()
     """Catalogue attribute words found in the intention (why it counts as specific)."""
 
@@ -144,7 +148,40 @@ def route_request(request: str | None, *, has_history: bool, vocabulary: frozens
     return RoutedRequest(
         aspects=Aspects(preference, intention, task),
         kind=kind,
-        preference_text=to_third_person(" ".join(prefs)) if prefs else None,
-        intention_text=to_third_person(" ".join(needs)) if needs else None,
+        preference_text=" ".join(as_sentence(p) for p in prefs) if prefs else None,
+        intention_text=" ".join(as_sentence(n) for n in needs) if needs else None,
         matched_attributes=matched,
     )
+
+
+_REQUEST_LEAD = re.compile(
+    r"^\s*(?:please\s+)?(?:(?:i|we)\s+(?:really\s+|just\s+)?(?:am|are)?\s*(?:want|need|would like|'d like|looking for|searching for|after|in the mood for|am looking for|"
+    r"'m looking for|am searching for|'m searching for|search for|look for|am after|'m after|"
+    r"am in the mood for|'m in the mood for|feel like)\s+(?:to\s+(?:buy|get|find|play|watch|read)\s+)?"
+    r"|(?:recommend|suggest|find|show|give|get)\s+(?:me|us)?\s*)",
+    re.IGNORECASE,
+)
+_THIRD_PERSON_TEMPLATE = re.compile(r"\b(the|this|a) (user|shopper|person|customer)\b", re.IGNORECASE)
+
+
+def noun_phrase(text: str) -> str:
+    """The object of a request: "I need a cheap racing game." -> "a cheap racing game"."""
+    expanded = re.sub(r"\b(I|we)'(m|d|re)\b", lambda m: m.group(1) + {"m": " am", "d": " would", "re": " are"}[m.group(2)],
+                      text.strip(), flags=re.IGNORECASE)
+    phrase = _REQUEST_LEAD.sub("", expanded, count=1).strip().rstrip(".!?")
+    return phrase or text.strip().rstrip(".!?")
+
+
+def as_sentence(text: str) -> str:
+    text = text.strip()
+    return text if not text or text[-1] in ".!?" else text + "."
+
+
+def fit_to_slot(text: str, slot: str, template_text: str, specific: bool) -> str:
+    """Fit a user's first-person text to a template's voice and slot (see the module docstring)."""
+    if slot == "intention" and specific:
+        return noun_phrase(text)
+    quoted = f'"{{{slot}}}"' in template_text
+    if _THIRD_PERSON_TEMPLATE.search(template_text) and not quoted:
+        return as_sentence(to_third_person(text))
+    return as_sentence(text)
