@@ -49,6 +49,9 @@ class LLMScorer:
         self._aspects = Aspects.parse(self.aspects)
         self.instructions: list[str] = []
         """The most recent batch's instruction texts (for reports and debugging)."""
+        self._memo: dict[tuple, np.ndarray] = {}
+        # The fused scorer and the plain LLM are evaluated on the same users and candidates; the
+        # memo makes the second pass free (LLM scoring dominates the evaluation's cost).
 
     def render(self, history: np.ndarray, candidates: Sequence[int], query: str | None) -> str:
         has_intention = self._aspects.intention is not Intention.NONE
@@ -63,11 +66,16 @@ class LLMScorer:
 
     def score(self, rows: np.ndarray, histories: Sequence[np.ndarray], candidates: np.ndarray,
               queries: Sequence[str] | None) -> np.ndarray:
-        texts = [self.render(histories[i], candidates[i], queries[i] if queries is not None else None)
-                 for i in range(len(rows))]
-        titles = [[str(self.dataset.titles[int(j)]) for j in row] for row in candidates]
+        keys = [(tuple(int(h) for h in histories[i]), tuple(int(c) for c in candidates[i]),
+                 queries[i] if queries is not None else None) for i in range(len(rows))]
+        todo = [i for i, key in enumerate(keys) if key not in self._memo]
+        texts = [self.render(histories[i], candidates[i], keys[i][2]) for i in todo]
+        titles = [[str(self.dataset.titles[int(j)]) for j in candidates[i]] for i in todo]
+        if todo:
+            for i, scores in zip(todo, self.scorer.score(texts, titles, self.normalize), strict=True):
+                self._memo[keys[i]] = scores
         self.instructions = texts
-        return np.stack(self.scorer.score(texts, titles, self.normalize))
+        return np.stack([self._memo[key] for key in keys])
 
 
 def standardize(scores: np.ndarray) -> np.ndarray:
