@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from instructrec.data.dataset import Dataset
-from instructrec.data.lines import LineErrors, OnError, read_records
+from instructrec.data.lines import LineErrors, OnError, read_record_batches, read_records
 from instructrec.data.loaders.amazon_common import (
     ReviewFilters,
     build_dataset,
@@ -84,13 +84,13 @@ def read_reviews(path: Path, errors: LineErrors) -> pd.DataFrame:
     times: list = []
     texts: list = []
     summaries: list = []
-    for _, r in read_records(path, errors, REVIEW_FIELDS, desc=f"reviews {path.name}"):
-        users.append(r["reviewerID"])
-        items.append(r["asin"])
-        ratings.append(r.get("overall"))
-        times.append(r.get("unixReviewTime"))
-        texts.append(r.get("reviewText"))
-        summaries.append(r.get("summary"))
+    for _, batch in read_record_batches(path, errors, REVIEW_FIELDS, desc=f"reviews {path.name}"):
+        users += [r["reviewerID"] for r in batch]
+        items += [r["asin"] for r in batch]
+        ratings += [r.get("overall") for r in batch]
+        times += [r.get("unixReviewTime") for r in batch]
+        texts += [r.get("reviewText") for r in batch]
+        summaries += [r.get("summary") for r in batch]
     return reviews_frame(users, items, ratings, times, texts, summaries)
 
 

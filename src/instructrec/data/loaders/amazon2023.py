@@ -28,7 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from instructrec.data.dataset import Dataset, sort_interactions
-from instructrec.data.lines import LineErrors, OnError, read_records
+from instructrec.data.lines import LineErrors, OnError, read_record_batches, read_records
 from instructrec.data.loaders.amazon_common import (
     ReviewFilters,
     build_dataset,
@@ -92,13 +92,13 @@ def read_reviews(path: Path, errors: LineErrors) -> pd.DataFrame:
     times: list = []
     texts: list = []
     summaries: list = []
-    for _, r in read_records(path, errors, ("user_id", "parent_asin"), desc=f"reviews {path.name}"):
-        users.append(r["user_id"])
-        items.append(r["parent_asin"])
-        ratings.append(r.get("rating"))
-        times.append(r.get("timestamp"))
-        texts.append(r.get("text"))
-        summaries.append(r.get("title"))
+    for _, batch in read_record_batches(path, errors, ("user_id", "parent_asin"), desc=f"reviews {path.name}"):
+        users += [r["user_id"] for r in batch]
+        items += [r["parent_asin"] for r in batch]
+        ratings += [r.get("rating") for r in batch]
+        times += [r.get("timestamp") for r in batch]
+        texts += [r.get("text") for r in batch]
+        summaries += [r.get("title") for r in batch]
     return reviews_frame(users, items, ratings, times, texts, summaries)
 
 

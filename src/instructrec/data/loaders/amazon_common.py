@@ -107,12 +107,20 @@ def reviews_frame(users: list, items: list, ratings: list, times: list, texts: l
         {
             "user_id": _str_column(users),
             "item_id": _str_column(items),
-            "rating": pd.to_numeric(pd.Series(ratings, dtype=object), errors="coerce"),
-            "timestamp": pd.to_numeric(pd.Series(times, dtype=object), errors="coerce"),
+            "rating": _number_column(ratings),
+            "timestamp": _number_column(times),
             "text": pd.Series(texts, dtype=object),
             "summary": pd.Series(summaries, dtype=object),
         }
     )
+
+
+def _number_column(values: list) -> np.ndarray | pd.Series:
+    """Floats (None -> NaN) straight through numpy; anything odd (e.g. "n/a") via `to_numeric`."""
+    try:
+        return np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError):
+        return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce")
 
 
 def _str_column(values: list) -> pd.Series:
@@ -138,7 +146,7 @@ def build_dataset(reviews: pd.DataFrame, items: pd.DataFrame | None, settings: R
                 "(--meta) or keep untitled items (--keep-untitled)."
             )
         items = pd.DataFrame(columns=ITEM_COLUMNS)
-    items = items[items["item_id"].isin(set(reviews["item_id"]))]
+    items = items[items["item_id"].isin(reviews["item_id"].unique())]
     titled = set(items["item_id"][items["title"].map(_has_text)])
     if settings.drop_untitled:
         keep = reviews["item_id"].isin(titled).to_numpy()
@@ -165,7 +173,7 @@ def build_dataset(reviews: pd.DataFrame, items: pd.DataFrame | None, settings: R
                 "lower --min-user/--min-item."
             )
     filters["lines"] = errors.as_filter()
-    items = items[items["item_id"].isin(set(reviews["item_id"]))]
+    items = items[items["item_id"].isin(reviews["item_id"].unique())]
     inter = reviews[["user_id", "item_id", "timestamp", "rating"]]
     revs = reviews[["user_id", "item_id", "rating", "text", "summary", "timestamp"]]
     return Dataset.from_frames(items, inter, revs, source=source, filters=filters)
