@@ -164,9 +164,16 @@ def _load_folder(folder: Path, kind: ModelKind | None, dtype: torch.dtype) -> tu
     except Exception as exc:
         raise ModelError(f"no usable tokenizer in {folder} ({exc}); save the tokenizer with the model") from exc
     try:
-        model = _auto_class(detected).from_pretrained(str(folder), dtype=dtype)
+        model, info = _auto_class(detected).from_pretrained(str(folder), dtype=dtype, output_loading_info=True)
     except Exception as exc:  # size mismatches, missing weight files, wrong architecture
         raise ModelError(f"the weights in {folder} do not load as a {config.model_type} model ({exc})") from exc
+    # transformers only warns and initialises randomly when weights are missing: refuse instead
+    missing = sorted(info.get("missing_keys") or []) + [str(k) for k in info.get("mismatched_keys") or []]
+    if missing:
+        raise ModelError(
+            f"the weights in {folder} do not load as a {config.model_type} model: {len(missing)} tensors are "
+            f"missing or mismatched (e.g. {missing[0]}); the folder mixes files of another architecture"
+        )
     return model, tokenizer, detected
 
 

@@ -308,6 +308,7 @@ def train(model_spec: str, instructions: str | Path, settings: TrainSettings, ki
         args=args,
         train_dataset=train_ds,
         eval_dataset=eval_ds,
+        processing_class=loaded.tokenizer,  # saved with every checkpoint: each one loads as a model
         data_collator=InstructionCollator(loaded.tokenizer.pad_token_id, loaded.kind, 8 if torch.cuda.is_available() else None),
         callbacks=[ThroughputCallback(settings.batch_size * settings.grad_accum * world)],
         kind=loaded.kind,
