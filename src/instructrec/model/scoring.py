@@ -51,6 +51,14 @@ def _forward_params(model: Any) -> set[str]:
     return set(inspect.signature(_base(model).forward).parameters)
 
 
+def supports_masked_logits(model: Any) -> bool:
+    """Whether `logits_to_keep` accepts a boolean (batch, seq) mask (transformers >= 5.2x); older
+    versions only take an int or a 1-D index, and the full LM head is computed instead."""
+    import transformers.modeling_utils as mu
+
+    return "logits_to_keep" in _forward_params(model) and hasattr(mu, "slice_logits_to_keep")
+
+
 def _pad(seqs: Sequence[Sequence[int]], pad_id: int, left: bool) -> tuple[torch.Tensor, torch.Tensor]:
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
@@ -92,7 +100,8 @@ class CandidateScorer:
         self.pad_id = model.tokenizer.pad_token_id
         params = _forward_params(self.model)
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
-        self._can_keep = "logits_to_keep" in params
+        self._can_keep = supports_masked_logits(self.model)
+        self._keep_last = "logits_to_keep" in params
 
     @property
     def device(self) -> torch.device:
@@ -167,7 +176,7 @@ class CandidateScorer:
         lengths = mask.sum(-1)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
         kwargs = {"input_ids": ids, "attention_mask": mask, "position_ids": pos, "use_cache": True}
-        out = self.model(**kwargs, logits_to_keep=1) if self._can_keep else self.model(**kwargs)
+        out = self.model(**kwargs, logits_to_keep=1) if self._keep_last else self.model(**kwargs)
         first_logprobs = F.log_softmax(out.logits[:, -1].float(), dim=-1)  # predicts each answer's first token
         cache = getattr(out, "cache", None) or out.past_key_values
         rows = self._rows(answers)

@@ -28,7 +28,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from instructrec.errors import DataError, ModelError
 from instructrec.model.backend import META_FILE, LoadedModel, ModelKind, load_model
 from instructrec.model.prompt import PromptEncoder, PromptSettings
-from instructrec.model.scoring import CandidateScorer, Normalize, ScoringSettings
+from instructrec.model.scoring import CandidateScorer, Normalize, ScoringSettings, supports_masked_logits
 from instructrec.training.collate import IGNORE, InstructionCollator
 from instructrec.training.data import load_instruction_records, reranking_records, tokenize_records
 
@@ -135,9 +135,9 @@ def answer_only_loss(model: Any, kind: ModelKind, inputs: dict[str, torch.Tensor
         keep = torch.zeros_like(labels, dtype=torch.bool)
         keep[:, :-1] = labels[:, 1:] != IGNORE
         targets = labels[:, 1:][labels[:, 1:] != IGNORE]
-        try:
+        if supports_masked_logits(model):
             logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], logits_to_keep=keep).logits
-        except TypeError:  # a model without logits_to_keep: full head, then select
+        else:  # full head, then select
             logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
         if logits.dim() == 3:
             logits = logits[keep]
@@ -204,6 +204,21 @@ def _precision_flags(precision: Precision) -> dict[str, bool]:
     return {"bf16": precision == "bf16", "fp16": precision == "fp16"}
 
 
+def _sampling_args(group_by_length: bool) -> dict[str, Any]:
+    """`train_sampling_strategy` in recent transformers, `group_by_length` in older ones."""
+    fields = TrainingArguments.__dataclass_fields__
+    if "train_sampling_strategy" in fields:
+        return {"train_sampling_strategy": "group_by_length" if group_by_length else "random"}
+    return {"group_by_length": group_by_length}
+
+
+def _warmup_args(warmup: float) -> dict[str, Any]:
+    """A fraction (< 1) or a step count; older transformers take fractions as `warmup_ratio`."""
+    if warmup < 1 and "warmup_ratio" in TrainingArguments.__dataclass_fields__:
+        return {"warmup_ratio": warmup}
+    return {"warmup_steps": warmup if warmup < 1 else int(warmup)}
+
+
 def _check_resume(checkpoint: str, kind_type: str, lora: bool) -> None:
     """Refuse to resume from checkpoints of another architecture or training mode."""
     ckpt = Path(checkpoint)
@@ -262,11 +277,10 @@ def train(model_spec: str, instructions: str | Path, settings: TrainSettings, ki
     torch.manual_seed(settings.seed)  # LoRA initialisation
     model = build_model(loaded, settings)
 
-    from datasets import Dataset as HFDataset
-
     encoder = PromptEncoder(loaded.tokenizer, loaded.kind, settings.prompt)
-    train_ds = HFDataset.from_list(tokenize_records(train_recs, encoder))
-    eval_ds = HFDataset.from_list(tokenize_records(valid_recs[: settings.max_eval_examples], encoder)) if valid_recs else None
+    # plain lists of features: the Trainer's length-grouped sampler reads `input_ids` lengths
+    train_ds = tokenize_records(train_recs, encoder)
+    eval_ds = tokenize_records(valid_recs[: settings.max_eval_examples], encoder) if valid_recs else None
     if encoder.truncated:
         log.warning("%d training/validation instructions were cut to %d tokens", encoder.truncated, settings.prompt.max_prompt_tokens)
     hr_records = reranking_records(valid_recs)[: settings.max_eval_examples]
@@ -282,7 +296,7 @@ def train(model_spec: str, instructions: str | Path, settings: TrainSettings, ki
         weight_decay=settings.weight_decay,
         num_train_epochs=settings.epochs,
         max_steps=settings.max_steps,
-        warmup_steps=settings.warmup,
+        **_warmup_args(settings.warmup),
         lr_scheduler_type="linear",
         logging_steps=settings.logging_steps,
         eval_strategy="steps" if eval_ds is not None else "no",
@@ -294,7 +308,7 @@ def train(model_spec: str, instructions: str | Path, settings: TrainSettings, ki
         metric_for_best_model=metric if eval_ds is not None else None,
         greater_is_better=metric == "hr@1" if eval_ds is not None else None,
         prediction_loss_only=True,
-        train_sampling_strategy="group_by_length" if settings.group_by_length else "random",
+        **_sampling_args(settings.group_by_length),
         remove_unused_columns=False,
         seed=settings.seed,
         data_seed=settings.seed,
@@ -332,6 +346,7 @@ def train(model_spec: str, instructions: str | Path, settings: TrainSettings, ki
             "global_step": trainer.state.global_step,
             "best_metric": trainer.state.best_metric,
             "metric": metric,
+            "mixed_precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
             "settings": {k: v for k, v in asdict(settings).items() if k != "prompt"},
             "prompt": asdict(settings.prompt),
         }
