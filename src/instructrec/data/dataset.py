@@ -91,6 +91,16 @@ def clean_long_text(value: Any) -> str | None:
     return text or None
 
 
+def _clean_long_column(values: pd.Series) -> pd.Series:
+    """`clean_long_text` over a column; texts that need nothing skip the function call."""
+    return pd.Series(
+        [v if type(v) is str and v and "&" not in v and "\n" not in v and "\t" not in v and "\r" not in v
+         and "\xa0" not in v and not v[0].isspace() and not v[-1].isspace() else clean_long_text(v)
+         for v in values],
+        dtype=object,
+    )
+
+
 @dataclass
 class Manifest:
     """What a saved dataset is: where it came from, how it was filtered, how big it is."""
@@ -120,16 +130,13 @@ def _conform(frame: pd.DataFrame, schema: pa.Schema, required: Sequence[str], wh
         typ = schema.field(name).type
         if col is None and pa.types.is_list(typ):
             out[name] = pd.Series([[] for _ in range(len(frame))], dtype=object)
+        elif col is None and (pa.types.is_integer(typ) or pa.types.is_floating(typ)):
+            out[name] = _masked(np.full(len(frame), np.nan), pa.types.is_integer(typ))
         elif col is None:
-            out[name] = pd.Series([None] * len(frame), dtype="object") if not pa.types.is_integer(
-                typ
-            ) and not pa.types.is_floating(typ) else pd.Series(
-                [pd.NA] * len(frame), dtype="Int64" if pa.types.is_integer(typ) else "Float64"
-            )
-        elif pa.types.is_integer(typ):
-            out[name] = pd.to_numeric(col, errors="coerce").astype("Float64").round().astype("Int64")
-        elif pa.types.is_floating(typ):
-            out[name] = pd.to_numeric(col, errors="coerce").astype("Float64")
+            out[name] = pd.Series([None] * len(frame), dtype=object)
+        elif pa.types.is_integer(typ) or pa.types.is_floating(typ):
+            values = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+            out[name] = _masked(values, pa.types.is_integer(typ))
         elif pa.types.is_list(typ):
             out[name] = [
                 [str(c) for c in v if str(c).strip()] if isinstance(v, (list, tuple, np.ndarray)) else []
@@ -144,6 +151,16 @@ def _conform(frame: pd.DataFrame, schema: pa.Schema, required: Sequence[str], wh
                 values = np.asarray([None if v is None else str(v) for v in values], dtype=object)
             out[name] = pd.Series(values, dtype=object)
     return out
+
+
+def _masked(values: np.ndarray, integer: bool) -> pd.arrays.IntegerArray | pd.arrays.FloatingArray:
+    """Float values (NaN = missing) -> a nullable Int64 (rounded) or Float64 array, built directly
+    (pandas' generic coercion is slow on a million rows)."""
+    mask = np.isnan(values)
+    data = np.where(mask, 0.0, values)
+    if integer:
+        return pd.arrays.IntegerArray(np.round(data).astype(np.int64), mask)
+    return pd.arrays.FloatingArray(data, mask)
 
 
 def to_table(frame: pd.DataFrame, schema: pa.Schema) -> pa.Table:
@@ -253,8 +270,8 @@ class Dataset:
             inter = inter[known]
         inter = sort_interactions(inter)
         if len(revs):
-            revs["text"] = pd.Series([clean_long_text(t) for t in revs["text"]], dtype=object)
-            revs["summary"] = pd.Series([clean_long_text(t) for t in revs["summary"]], dtype=object)
+            revs["text"] = _clean_long_column(revs["text"])
+            revs["summary"] = _clean_long_column(revs["summary"])
         items, inter, revs = (_normalise(f, schema) for f, schema in zip((items, inter, revs), SCHEMAS))
         return cls(items, inter, revs, Manifest(source=source, filters=dict(filters or {})))
 
@@ -389,13 +406,26 @@ class Dataset:
                 f"interactions={self.n_interactions}, reviews={len(self.reviews)})")
 
 
+def interaction_order(inter: pd.DataFrame, user_code: np.ndarray | None = None) -> np.ndarray:
+    """Row order that groups users (first-appearance order) and sorts each user's rows by time,
+    stably (rows without a timestamp keep their input order, first). `user_code`: the frame's
+    `pd.factorize(user_id)` codes when the caller has them already."""
+    if user_code is None:
+        user_code = pd.factorize(inter["user_id"], sort=False)[0]
+    ts = inter["timestamp"].astype("Float64").fillna(-np.inf).to_numpy(dtype=np.float64)
+    du = np.diff(user_code)
+    with np.errstate(invalid="ignore"):  # -inf - -inf is NaN: counts as unordered, lexsort decides
+        ordered = (du >= 0).all() and ((du > 0) | (np.diff(ts) >= 0)).all()
+    if ordered:  # the common case after a first sort: an O(n) check instead of a sort
+        return np.arange(len(inter))
+    return np.lexsort((ts, user_code))  # lexsort is stable
+
+
 def sort_interactions(inter: pd.DataFrame) -> pd.DataFrame:
     """Group by user (first-appearance order) and sort each user's rows by time, stably."""
     if not len(inter):
         return inter.reset_index(drop=True)
-    user_code = pd.factorize(inter["user_id"], sort=False)[0]
-    ts = inter["timestamp"].astype("Float64").fillna(-np.inf).to_numpy(dtype=np.float64)
-    order = np.lexsort((np.arange(len(inter)), ts, user_code))
-    if np.array_equal(order, np.arange(len(inter))):  # already ordered: skip copying every column
+    order = interaction_order(inter)
+    if np.array_equal(order, np.arange(len(inter))):  # skip copying every column
         return inter.reset_index(drop=True)
     return inter.iloc[order].reset_index(drop=True)
