@@ -49,6 +49,9 @@ def test_bad_atomic_files(tmp_path):
         f.write("2\ta\t5\n")
     with pytest.raises(DataError, match=r"toy\.inter:3: expected 4 tab-separated fields"):
         load_recbole(folder)
+    skipped = load_recbole(folder, on_error="skip")
+    assert skipped.n_interactions == 1
+    assert skipped.manifest.filters["lines"]["skipped_lines"] == {"toy.inter": 1}
     (folder / "toy.inter").write_bytes("user_id:token\titem_id:token\n1\tcaf\u00e9\n".encode("latin-1"))
     with pytest.raises(DataError, match="not UTF-8"):
         load_recbole(folder)

@@ -61,7 +61,7 @@ def load_source(
     if source is Source.recbole:
         from instructrec.data.loaders.recbole_atomic import load_recbole
 
-        return load_recbole(path, min_user=min_user or 0, min_item=min_item or 0)
+        return load_recbole(path, min_user=min_user or 0, min_item=min_item or 0, on_error=on_error)
 
     from instructrec.data.loaders.amazon_common import ReviewFilters
 

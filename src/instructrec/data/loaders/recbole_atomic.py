@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from instructrec.data.dataset import Dataset
+from instructrec.data.lines import LineErrors, OnError
 from instructrec.data.preprocess import deduplicate, k_core
 from instructrec.errors import DataError
 
@@ -28,8 +29,11 @@ log = logging.getLogger(__name__)
 csv.field_size_limit(1 << 26)
 
 
-def read_atomic(path: Path) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
-    """Header field names (types stripped) and an iterator of (line number, fields)."""
+def read_atomic(path: Path, errors: LineErrors | None = None) -> tuple[list[str], Iterator[tuple[int, list[str]]]]:
+    """Header field names (types stripped) and an iterator of (line number, fields).
+
+    A row with the wrong number of fields goes to `errors` (default: fail with file:line)."""
+    errors = errors or LineErrors()
     if not path.exists():
         raise DataError(f"{path} does not exist.")
     try:
@@ -49,10 +53,9 @@ def read_atomic(path: Path) -> tuple[list[str], Iterator[tuple[int, list[str]]]]
                 for lineno, fields in enumerate(reader, start=2):
                     if fields:
                         if len(fields) != len(names):
-                            raise DataError(
-                                f"{path}:{lineno}: expected {len(names)} tab-separated fields "
-                                f"({', '.join(names)}), found {len(fields)}."
-                            )
+                            errors.bad_line(path, lineno, f"expected {len(names)} tab-separated fields "
+                                                          f"({', '.join(names)}), found {len(fields)}")
+                            continue
                         yield lineno, fields
             except UnicodeDecodeError:
                 raise DataError(f"{path} is not UTF-8 text; convert it (e.g. iconv -t utf-8).") from None
@@ -65,9 +68,9 @@ def _find(folder: Path, suffix: str) -> Path | None:
     return found[0] if found else None
 
 
-def read_items(path: Path) -> pd.DataFrame:
+def read_items(path: Path, errors: LineErrors | None = None) -> pd.DataFrame:
     """`.item` file -> item frame (title from `title` or `movie_title`; categories from `class`)."""
-    names, rows = read_atomic(path)
+    names, rows = read_atomic(path, errors)
     if "item_id" not in names:
         raise DataError(f"{path}: no item_id column in header {names}.")
     title_col = next((c for c in ("title", "movie_title", "name") if c in names), None)
@@ -98,6 +101,7 @@ def load_recbole(
     min_item: int = 0,
     dedup: bool | None = None,
     source_name: str = "recbole",
+    on_error: OnError | str = OnError.fail,
 ) -> Dataset:
     """Load a RecBole atomic dataset folder (plain or sequential form).
 
@@ -106,7 +110,9 @@ def load_recbole(
         min_user, min_item: k-core thresholds (0 = no filtering); iterated to a fixed point.
         dedup: collapse repeated (user, item) pairs; default True for the plain form and False
             for the sequential form, whose sequences are already the ground truth of the split.
+        on_error: rows with the wrong number of fields: `fail` (with file:line) or `skip` them.
     """
+    errors = LineErrors(OnError(on_error))
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder} is not a folder; give the folder that holds the .inter/.item files.")
@@ -116,12 +122,12 @@ def load_recbole(
                       ".valid.inter", ".train.inter"))), None)
     if item_path is None:
         raise DataError(f"{folder} has no .item file; RecBole datasets need one for titles.")
-    items = read_items(item_path)
+    items = read_items(item_path, errors)
     if test_path is not None:
-        inter = _read_sequential(test_path, _find(folder, ".valid.inter"))
+        inter = _read_sequential(test_path, _find(folder, ".valid.inter"), errors)
         form = "sequential"
     elif plain_path is not None:
-        inter = _read_plain(plain_path)
+        inter = _read_plain(plain_path, errors)
         form = "plain"
     else:
         raise DataError(f"{folder} has neither <name>.inter nor <name>.test.inter.")
@@ -133,11 +139,12 @@ def load_recbole(
         inter = k_core(inter, min_user, min_item)
         filters["k_core"] = {"min_user": min_user, "min_item": min_item}
         items = items[items["item_id"].isin(set(inter["item_id"]))]
+    filters["lines"] = errors.as_filter()
     return Dataset.from_frames(items, inter, source=f"{source_name}:{folder}", filters=filters)
 
 
-def _read_plain(path: Path) -> pd.DataFrame:
-    names, rows = read_atomic(path)
+def _read_plain(path: Path, errors: LineErrors) -> pd.DataFrame:
+    names, rows = read_atomic(path, errors)
     missing = [c for c in ("user_id", "item_id") if c not in names]
     if missing:
         raise DataError(f"{path}: missing column(s) {missing} in header {names}.")
@@ -151,8 +158,8 @@ def _read_plain(path: Path) -> pd.DataFrame:
     return out
 
 
-def _read_sequential(test_path: Path, valid_path: Path | None) -> pd.DataFrame:
-    names, rows = read_atomic(test_path)
+def _read_sequential(test_path: Path, valid_path: Path | None, errors: LineErrors) -> pd.DataFrame:
+    names, rows = read_atomic(test_path, errors)
     need = ("user_id", "item_id_list", "item_id")
     if any(c not in names for c in need):
         raise DataError(f"{test_path}: sequential atomic files need columns {need}; header is {names}.")
@@ -168,7 +175,7 @@ def _read_sequential(test_path: Path, valid_path: Path | None) -> pd.DataFrame:
     if not users:
         raise DataError(f"{test_path} has a header but no rows.")
     if valid_path is not None:
-        _check_valid(valid_path, dict(zip(users, seqs)))
+        _check_valid(valid_path, dict(zip(users, seqs)), errors)
     lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
     return pd.DataFrame(
         {
@@ -178,9 +185,9 @@ def _read_sequential(test_path: Path, valid_path: Path | None) -> pd.DataFrame:
     )
 
 
-def _check_valid(valid_path: Path, full: dict[str, list[str]]) -> None:
+def _check_valid(valid_path: Path, full: dict[str, list[str]], errors: LineErrors) -> None:
     """Every validation target must be the second-to-last item of the test sequence."""
-    names, rows = read_atomic(valid_path)
+    names, rows = read_atomic(valid_path, errors)
     ui, ti = names.index("user_id"), names.index("item_id")
     for lineno, f in rows:
         seq = full.get(f[ui])
