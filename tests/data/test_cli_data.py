@@ -103,3 +103,12 @@ def test_sources_and_k_core_options(cli, amazon2018_dir, tmp_path):
     assert result.returncode == 0, result.stderr
     assert Dataset.load(out).counts()["users"] == 7
     assert_one_line_error(cli("data", "prepare", "--source", "recbole", "--out", str(out)), "--path is required")
+
+
+def test_out_that_is_not_a_dataset_is_refused_before_reading(cli, amazon2018_dir, tmp_path):
+    out = tmp_path / "precious"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    result = cli("data", "prepare", "--source", "amazon2018", "--path", str(amazon2018_dir), "--out", str(out))
+    assert_one_line_error(result, "is not a dataset folder")
+    assert (out / "notes.txt").read_text() == "keep me"

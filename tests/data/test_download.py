@@ -36,6 +36,8 @@ def test_official_urls():
     assert ml.url == "https://files.grouplens.org/datasets/movielens/ml-1m.zip" and ml.unzip
     with pytest.raises(DataError, match="--category"):
         remote_files(Remote.amazon2018)
+    with pytest.raises(DataError, match="letters, digits"):
+        remote_files(Remote.amazon2018, "../../etc/Video_Games")  # never a path outside --out
 
 
 def test_fails_fast_with_manual_instructions(tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import zipfile
 from dataclasses import dataclass
 from enum import Enum
@@ -22,6 +23,8 @@ from tqdm import tqdm
 from instructrec.errors import DataError
 
 log = logging.getLogger(__name__)
+
+_CATEGORY = re.compile(r"[A-Za-z0-9_]+")
 
 GROUPLENS = "https://files.grouplens.org/datasets/movielens"
 AMAZON2018 = "https://datarepo.eng.ucsd.edu/mcauley_group/data/amazon_v2"
@@ -53,9 +56,10 @@ def remote_files(remote: Remote, category: str | None = None, mirror: str | None
     """
     remote = Remote(remote)
     if remote is Remote.amazon2018:
-        if not category:
+        if not category or not _CATEGORY.fullmatch(category):
             raise DataError("amazon2018 needs --category, e.g. --category Video_Games (names as on the "
-                            "Amazon 2018 page: Video_Games, Books, Movies_and_TV, ...).")
+                            "Amazon 2018 page: Video_Games, Books, Movies_and_TV, ...; letters, digits "
+                            f"and underscores only), got {category!r}.")
         base = mirror.rstrip("/") if mirror else AMAZON2018
         return [
             RemoteFile(f"{base}/categoryFilesSmall/{category}_5.json.gz", f"{category}_5.json.gz"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import Enum
 from pathlib import Path
 
-from instructrec.data.dataset import Dataset
+from instructrec.data.dataset import MANIFEST, Dataset
 from instructrec.data.lines import OnError
 from instructrec.errors import DataError
 
@@ -98,6 +98,9 @@ def prepare(
     written under a temporary name and renamed, so a failed or interrupted prepare leaves any
     earlier dataset at `out` untouched.
     """
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or (not (out / MANIFEST).exists() and any(out.iterdir()))):
+        raise DataError(f"--out {out} exists and is not a dataset folder; choose another --out.")
     dataset = load_source(source, path, min_user=min_user, min_item=min_item, meta=meta,
                           on_error=on_error, dedup=dedup, drop_untitled=drop_untitled)
     dataset.save(out)
