@@ -1,11 +1,15 @@
 """Reranking latency on the default model: shared-prefix scoring vs naive per-candidate scoring.
 
 One ~200-token instruction, 10 and 20 candidates. Prints one JSON line per figure: seconds for
-both methods (median of repeats after a warm-up), their ratio, the lower bound that this CPU's
-measured matmul speed allows for the FLOPs each method must do, and each variant's peak RSS
-(every variant runs in its own process so peak memory is its own).
+both methods (median of interleaved repeats after a warm-up, in one process so machine load hits
+both alike), their ratio, the lower bound that this CPU's measured matmul speed allows for the
+FLOPs each method must do, and each method's peak RSS (each alone in a fresh process).
 
     nice -n 10 .venv/bin/python benchmarks/bench_scoring.py [--repeats 3]
+
+`--normalize-check N` instead measures zero-shot validation HR@1 of `sum` vs `mean` scores on N
+Games users (validation target + 9 random negatives, last 20 history titles): the evidence for
+the default normalisation.
 """
 
 from __future__ import annotations
@@ -53,29 +57,20 @@ def matmul_gflops(n: int = 1024, repeats: int = 10) -> float:
     return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
 
 
-def run_variant(variant: str, n_cands: int, repeats: int) -> dict:
-    import torch
-
+def setup(n_cands: int):
     from instructrec.model import load_model
-    from instructrec.model.scoring import CandidateScorer, naive_scores
+    from instructrec.model.scoring import CandidateScorer
 
-    torch.manual_seed(0)
     loaded = load_model("default", device="cpu")
+    return loaded, CandidateScorer(loaded), instruction(), CANDIDATES[:n_cands]
+
+
+def flops(loaded, scorer, ins: str, cands: list[str], variant: str) -> tuple[int, int]:
+    """Matmul FLOPs each method must do (2 * weights * tokens, LM head where it is computed);
+    attention-score FLOPs are left out (small at these lengths), so the bound is optimistic."""
     cfg = loaded.model.config
-    scorer = CandidateScorer(loaded)
-    ins, cands = instruction(), CANDIDATES[:n_cands]
     prompt_tokens = len(scorer.encoder.prompt_ids(ins))
     answer_tokens = [len(scorer.encoder.answer_ids(c)) for c in cands]
-
-    def once():
-        return scorer.score([ins], [cands])[0] if variant == "shared" else naive_scores(loaded, ins, cands)
-
-    once()  # warm-up (thread pools, allocator)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        once()
-        times.append(time.perf_counter() - start)
     embed = cfg.vocab_size * cfg.hidden_size
     body = sum(p.numel() for p in loaded.model.parameters()) - embed * (1 if cfg.tie_word_embeddings else 2)
     head = 2 * cfg.hidden_size * cfg.vocab_size
@@ -85,38 +80,120 @@ def run_variant(variant: str, n_cands: int, repeats: int) -> dict:
     else:  # every candidate re-reads the prompt; the head runs at every position
         tokens = sum(prompt_tokens + a for a in answer_tokens)
         head_positions = tokens
-    flops = 2 * body * tokens + head * head_positions
-    return {"variant": variant, "candidates": n_cands, "seconds": statistics.median(times), "flops": flops,
-            "prompt_tokens": prompt_tokens, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return 2 * body * tokens + head * head_positions, prompt_tokens
+
+
+def scorer_fn(loaded, scorer, ins, cands, variant):
+    from instructrec.model.scoring import naive_scores
+
+    if variant == "shared":
+        return lambda: scorer.score([ins], [cands])[0]
+    return lambda: naive_scores(loaded, ins, cands)
+
+
+def peak_memory(variant: str, n_cands: int) -> dict:
+    """Run one variant alone in this (fresh) process; report its peak RSS."""
+    loaded, scorer, ins, cands = setup(n_cands)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    scorer_fn(loaded, scorer, ins, cands, variant)()
+    return {"variant": variant, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "rss_after_load_mb": base}
+
+
+def latency(n_cands: int, repeats: int, gflops: float) -> dict:
+    """Both methods in one process, interleaved, so machine load affects them alike."""
+    loaded, scorer, ins, cands = setup(n_cands)
+    fns = {v: scorer_fn(loaded, scorer, ins, cands, v) for v in ("shared", "naive")}
+    for fn in fns.values():
+        fn()  # warm-up (thread pools, allocator)
+    times: dict[str, list[float]] = {"shared": [], "naive": []}
+    for _ in range(repeats):
+        for v, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[v].append(time.perf_counter() - start)
+    shared_flops, prompt_tokens = flops(loaded, scorer, ins, cands, "shared")
+    naive_flops, _ = flops(loaded, scorer, ins, cands, "naive")
+    s, v = statistics.median(times["shared"]), statistics.median(times["naive"])
+    return {"figure": "rerank_latency", "candidates": n_cands, "prompt_tokens": prompt_tokens,
+            "shared_prefix_s": round(s, 3), "naive_s": round(v, 3), "speedup": round(v / s, 2),
+            "target_speedup_at_20": 5.0, "shared_lower_bound_s": round(shared_flops / gflops / 1e9, 3),
+            "naive_lower_bound_s": round(naive_flops / gflops / 1e9, 3),
+            "shared_gflop": round(shared_flops / 1e9, 1), "naive_gflop": round(naive_flops / 1e9, 1)}
+
+
+def normalize_check(n_users: int, seed: int = 0) -> dict:
+    """Zero-shot validation HR@1 with summed vs length-normalised log-likelihood on Games."""
+    import html
+    import os
+    from pathlib import Path
+
+    import numpy as np
+
+    from instructrec.data import leave_one_out
+    from instructrec.data.loaders.recbole_atomic import load_recbole
+    from instructrec.model import load_model
+    from instructrec.model.scoring import CandidateScorer
+
+    root = Path(os.environ.get("INSTRUCTREC_DATA_DIR", Path(__file__).resolve().parents[1] / ".." / "shared" / "data"))
+    ds = load_recbole(root / "amazon-games")
+    split = leave_one_out(ds)
+    titles = [html.unescape(str(t)) for t in ds.titles]
+    rng = np.random.default_rng(seed)
+    rows = rng.choice(len(split), size=n_users, replace=False)
+    instructions, candidates, truth = [], [], []
+    for row in rows:
+        hist = split.history(int(row), "valid", max_len=20)
+        target = split.target(int(row), "valid")
+        seen = set(hist.tolist()) | {target}
+        negs: list[int] = []
+        while len(negs) < 9:
+            j = int(rng.integers(len(titles)))
+            if j not in seen and j not in negs:
+                negs.append(j)
+        cands = [target, *negs]
+        rng.shuffle(cands)
+        instructions.append("The user has bought these video games, oldest first: "
+                            + "; ".join(titles[i] for i in hist)
+                            + ". Which of the candidate games will the user buy next?")
+        candidates.append([titles[i] for i in cands])
+        truth.append(cands.index(target))
+    scorer = CandidateScorer(load_model("default", device="cpu"))
+    sums = scorer.score(instructions, candidates, normalize="sum")
+    hits = {"sum": 0, "mean": 0}
+    for s, cands, t in zip(sums, candidates, truth):
+        lengths = np.array([len(scorer.encoder.answer_ids(c)) for c in cands])
+        hits["sum"] += int(np.argmax(s) == t)
+        hits["mean"] += int(np.argmax(s / lengths) == t)
+    return {"figure": "zero_shot_valid_hr1_by_normalize", "users": n_users, "candidates": 10,
+            "hr1_sum": hits["sum"] / n_users, "hr1_mean": hits["mean"] / n_users, "truncated": scorer.truncated}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--normalize-check", type=int, default=0, metavar="USERS")
     parser.add_argument("--variant", choices=["shared", "naive"])
     parser.add_argument("--candidates", type=int, default=20)
     args = parser.parse_args()
+    if args.normalize_check:
+        print(json.dumps(normalize_check(args.normalize_check)))
+        return
     if args.variant:
-        print(json.dumps(run_variant(args.variant, args.candidates, args.repeats)))
+        print(json.dumps(peak_memory(args.variant, args.candidates)))
         return
     gflops = matmul_gflops()
     print(json.dumps({"figure": "cpu_matmul_gflops", "value": round(gflops, 1)}))
     for n in (10, 20):
-        res = {}
-        for variant in ("shared", "naive"):
-            out = subprocess.run([sys.executable, __file__, "--variant", variant, "--candidates", str(n),
-                                  "--repeats", str(args.repeats if variant == "shared" else max(1, args.repeats - 1))],
-                                 check=True, capture_output=True, text=True).stdout
-            res[variant] = json.loads(out.strip().splitlines()[-1])
-        s, v = res["shared"], res["naive"]
-        print(json.dumps({
-            "figure": "rerank_latency", "candidates": n, "prompt_tokens": s["prompt_tokens"],
-            "shared_prefix_s": round(s["seconds"], 3), "naive_s": round(v["seconds"], 3),
-            "speedup": round(v["seconds"] / s["seconds"], 2), "target_speedup_at_20": 5.0,
-            "shared_lower_bound_s": round(s["flops"] / gflops / 1e9, 3),
-            "naive_lower_bound_s": round(v["flops"] / gflops / 1e9, 3),
-            "shared_peak_rss_mb": round(s["peak_rss_mb"]), "naive_peak_rss_mb": round(v["peak_rss_mb"]),
-        }))
+        print(json.dumps(latency(n, args.repeats, gflops)), flush=True)
+    mem = {}
+    for variant in ("shared", "naive"):
+        out = subprocess.run([sys.executable, __file__, "--variant", variant, "--candidates", "20"],
+                             check=True, capture_output=True, text=True).stdout
+        mem[variant] = json.loads(out.strip().splitlines()[-1])
+    print(json.dumps({"figure": "rerank_peak_rss_mb", "candidates": 20,
+                      "after_model_load": round(mem["shared"]["rss_after_load_mb"]),
+                      "shared_prefix": round(mem["shared"]["peak_rss_mb"]), "naive": round(mem["naive"]["peak_rss_mb"])}))
 
 
 if __name__ == "__main__":
