@@ -21,12 +21,7 @@ app = typer.Typer(help="Download and prepare recommendation data sets and inspec
 def prepare_cmd(
     source: Annotated[Source, typer.Option(help="Input format.")],
     out: Annotated[Path, typer.Option(help="Dataset folder to write (Parquet + manifest.json).")],
-    path: Annotated[Path | None, typer.Option(
-        help="Input folder or file. movielens: an unpacked GroupLens ml-100k/ml-1m folder, or leave "
-             "out for the embedded MovieLens-100K; recbole: the atomic-file folder; amazon2018: "
-             "`<Category>_5.json.gz` or its folder (with meta_<Category>.json.gz); amazon2023: "
-             "`<Category>.jsonl[.gz]` or its folder (with meta_<Category>.jsonl), or a sample-format "
-             "folder (training/validation/test.jsonl).")] = None,
+    path: Annotated[Path | None, typer.Option(help="Input file or folder (see above).")] = None,
     meta: Annotated[Path | None, typer.Option(
         help="Amazon metadata file, when it is not next to the reviews under its usual name.")] = None,
     min_user: Annotated[int | None, typer.Option(
@@ -41,7 +36,14 @@ def prepare_cmd(
         help="Amazon: keep items without metadata/title (titled by their id) instead of dropping "
              "their interactions.")] = False,
 ) -> None:
-    """Read a data set in SOURCE format and save it as a clean dataset folder."""
+    """Read a data set in SOURCE format and save it as a clean dataset folder.
+
+    --path by source. movielens: nothing (the embedded MovieLens-100K) or an unpacked GroupLens
+    ml-100k / ml-1m folder. recbole: a RecBole atomic folder. amazon2018: `<Category>_5.json.gz`
+    (2014: `reviews_<Category>_5.json.gz`) with `meta_<Category>.json.gz` next to it, or their
+    folder. amazon2023: `<Category>.jsonl[.gz]` with `meta_<Category>.jsonl[.gz]`, or their folder,
+    or a sample-format folder (training/validation/test.jsonl).
+    """
     start = time.perf_counter()
     dataset = prepare(source, path, out, min_user=min_user, min_item=min_item, meta=meta, on_error=on_error,
                       dedup=dedup, drop_untitled=not keep_untitled)
