@@ -7,7 +7,10 @@ import json
 
 import pytest
 from data_formats import write_lines
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from instructrec.data import lines as lines_module
 from instructrec.data.lines import LineErrors, OnError, parse_record, read_records
 from instructrec.errors import DataError
 
@@ -115,3 +118,32 @@ def test_latin1_file_fails_then_skips(tmp_path):
         _records(path)
     records, errors = _records(path, OnError.skip)
     assert records == [{"asin": "A"}] and errors.total_skipped == 1
+
+
+line_kinds = st.lists(st.sampled_from(["json", "literal", "blank", "bad", "no_asin"]), min_size=1, max_size=40)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(kinds=line_kinds, chunk=st.integers(1, 64), gz=st.booleans(), final_newline=st.booleans())
+def test_chunk_boundaries_keep_records_and_line_numbers(tmp_path_factory, monkeypatch, kinds, chunk, gz,
+                                                        final_newline):
+    """Whatever the chunk size, every line is parsed once and errors name the right line."""
+    monkeypatch.setattr(lines_module, "_CHUNK", chunk)
+    text = {"json": '{{"asin": "J{n}", "t": "caf\u00e9 {n}"}}', "literal": "{{'asin': 'L{n}', 'ok': True}}",
+            "blank": "  ", "bad": '{{"asin": "B{n}"', "no_asin": '{{"title": "T{n}"}}'}
+    kinds = [*kinds, "end"]  # at least one usable line
+    text["end"] = '{{"asin": "END"}}'
+    lines = [text[kind].format(n=n) for n, kind in enumerate(kinds, start=1)]
+    data = ("\n".join(lines) + ("\n" if final_newline else "")).encode()
+    path = tmp_path_factory.mktemp("chunks") / "r.json"
+    path.write_bytes(gzip.compress(data) if gz else data)
+    errors = LineErrors(OnError.skip)
+    got = list(read_records(path, errors, ("asin",)))
+    prefix = {"json": "J", "literal": "L"}
+    want = [(n, "END" if k == "end" else f"{prefix[k]}{n}") for n, k in enumerate(kinds, start=1)
+            if k in ("json", "literal", "end")]
+    assert [(lineno, r["asin"]) for lineno, r in got] == want
+    bad = [n for n, k in enumerate(kinds, start=1) if k in ("bad", "no_asin")]
+    assert errors.total_skipped == len(bad)
+    named = [int(e.rsplit("r.json:", 1)[1].split(":")[0]) for e in errors.examples]
+    assert sorted(named) == bad[:5] if len(bad) <= 5 else set(named) <= set(bad)
