@@ -22,6 +22,13 @@ from typing import Any
 import orjson
 from tqdm import tqdm
 
+from instructrec.errors import DataError
+
+log = logging.getLogger(__name__)
+
+_CHUNK = 4 << 20
+"""Bytes of (decompressed) input read and split at a time."""
+
 try:  # ISA-L inflates gzip about 3x faster than zlib; the standard library is the fallback
     from isal import igzip_threaded as _igzip_threaded
     from isal.isal_zlib import error as _isal_error
@@ -37,12 +44,6 @@ except ImportError:  # pragma: no cover - isal is a declared dependency
     def _gzip_open(raw: Any) -> io.BufferedIOBase:
         return gzip.GzipFile(fileobj=raw, mode="rb")
 
-from instructrec.errors import DataError
-
-log = logging.getLogger(__name__)
-
-_CHUNK = 4 << 20
-"""Bytes of (decompressed) input read and split at a time."""
 
 class OnError(str, Enum):
     """What to do with a malformed line."""
