@@ -8,8 +8,8 @@ so the ratio shows what batching buys.
     nice -n 10 .venv/bin/python benchmarks/bench_retrievers.py --data runs/games --models runs/models/games \
         --methods popularity,bpr,sasrec,gru4rec,bert4rec
 
-Methods whose fitted model is missing under --models are fitted first (popularity, bpr) or skipped
-(the torch models: fit them with `instructrec retrieve fit`).
+Methods whose fitted model is missing under --models are fitted first (popularity, bpr, bm25) or skipped
+(torch models and embedding: fit them with `instructrec retrieve fit`).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def main() -> None:
         path = Path(args.models) / name
         if (path / "settings.json").exists():
             model = load_retriever(path)
-        elif name in ("popularity", "bpr"):
+        elif name in ("popularity", "bpr", "bm25"):
             model = create_retriever(name).fit(dataset, split)
         else:
             print(json.dumps({"figure": f"score {name}", "skipped": f"no fitted model at {path}"}), flush=True)

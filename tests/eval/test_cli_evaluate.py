@@ -68,3 +68,14 @@ def test_bad_input_is_one_line_and_exit_2(data_dir, monkeypatch, capsys):
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert "unknown method" in err and "Traceback" not in err
+
+
+def test_fit_checkpoints_torch_models_and_cleans_up(data_dir, tmp_path):
+    models = tmp_path / "models"
+    res = runner.invoke(cli_main.app, ["retrieve", "fit", "--data", data_dir, "--method", "gru4rec",
+                                       "--models", str(models), "--param", "gru4rec.epochs=2",
+                                       "--param", "gru4rec.hidden=8", "--param", "gru4rec.progress=false"])
+    assert res.exit_code == 0, res.output
+    settings = json.loads((models / "gru4rec" / "settings.json").read_text())["settings"]
+    assert settings["checkpoint"] == str(models / ".gru4rec.checkpoint.pt")
+    assert not (models / ".gru4rec.checkpoint.pt").exists()  # removed once the model is saved

@@ -2,7 +2,7 @@
 
 The user-item matrix holds training interactions only. Training runs in chunks of `eval_every`
 iterations (implicit continues from the current factors when `fit` is called again) and keeps the
-factors of the chunk with the best validation NDCG@10 (early stopping with `patience`).
+factors of the chunk with the best validation score (early stopping with `patience`).
 
 A known user (dataset user index given) is scored with its learned vector. A history from an
 unknown user is folded in as the mean of its items' factors (with the bias component set to 1),
@@ -23,10 +23,9 @@ from tqdm.auto import tqdm
 
 from instructrec.candidates.base import STATE_FILE, Retriever, register
 from instructrec.candidates.training_data import (
+    Validator,
     training_sequences,
     training_users,
-    validate_full_ranking,
-    validation_rows,
 )
 from instructrec.data.dataset import Dataset
 from instructrec.data.split import LeaveOneOutSplit
@@ -49,12 +48,14 @@ class BPRSettings:
     eval_every: int = 10
     """Iterations between validation checks."""
     patience: int = 3
-    """Stop after this many checks without a better validation NDCG@10."""
+    """Stop after this many checks without a better validation score."""
+    valid_protocol: str = "full"
+    """Early-stopping score: full = NDCG@10 over all items; sampled = NDCG@5 against 9 random items."""
     valid_users: int = 10000
     """Users sampled (seeded) for validation; 0 turns early stopping off."""
     seed: int = 0
     """Seeds factor initialisation, negative sampling and the validation sample."""
-    threads: int = 2
+    threads: int = 1
     """implicit worker threads."""
     progress: bool = True
     """Show a progress bar."""
@@ -77,7 +78,7 @@ class BPR(Retriever):
         model = BayesianPersonalizedRanking(factors=s.factors, learning_rate=s.learning_rate,
                                             regularization=s.regularization, iterations=s.eval_every,
                                             random_state=s.seed, num_threads=s.threads)
-        valid = validation_rows(split, s.valid_users, s.seed)
+        validate = Validator(split, s.valid_users, s.seed, s.valid_protocol, dataset.n_items)
         best, best_state, bad, done = -1.0, None, 0, 0
         self.history_: list[dict[str, float]] = []
         bar = tqdm(total=s.iterations, desc="bpr", disable=not s.progress, leave=False)
@@ -88,11 +89,12 @@ class BPR(Retriever):
             bar.update(model.iterations)
             self.user_factors = np.asarray(model.user_factors, dtype=np.float32)
             self.item_factors = np.asarray(model.item_factors, dtype=np.float32)
-            if not len(valid):
+            if not len(validate):
                 continue
-            ndcg, hr = validate_full_ranking(self, split, valid)
-            self.history_.append({"iteration": done, "valid_ndcg@10": ndcg, "valid_hr@10": hr})
-            logger.info("bpr iteration %d: valid NDCG@10 %.4f HR@10 %.4f", done, ndcg, hr)
+            ndcg, hr = validate(self)
+            names = validate.names
+            self.history_.append({"iteration": done, f"valid_{names[0]}": ndcg, f"valid_{names[1]}": hr})
+            logger.info("bpr iteration %d: valid %s %.4f %s %.4f", done, names[0], ndcg, names[1], hr)
             if ndcg > best + 1e-4:
                 best, best_state, bad = ndcg, (self.user_factors.copy(), self.item_factors.copy()), 0
             else:

@@ -109,7 +109,7 @@ def recommend_cmd(
     method: Annotated[str, typer.Option(help="Retriever name (loaded from --models).")] = "sasrec",
     user: Annotated[str | None, typer.Option(help="User id: recommend from their whole history.")] = None,
     query: Annotated[str | None, typer.Option(help="Text query (bm25, embedding).")] = None,
-    k: Annotated[int, typer.Option(help="How many items.")] = 10,
+    k: Annotated[int, typer.Option("-k", "--k", help="How many items.")] = 10,
     models: Annotated[Path | None, typer.Option(help=MODELS_HELP)] = None,
 ) -> None:
     """Top-k items for a user's history or a text query, from a fitted retriever."""

@@ -69,6 +69,7 @@ class RetrieverStore:
             logger.info("loaded %s from %s", name, path)
         else:
             params = dict(self.params.get(name, {}))
+            _import_all()
             ckpt = None
             if path is not None and name in REGISTRY and "checkpoint" in {
                     f.name for f in fields(REGISTRY[name].Settings)}:
