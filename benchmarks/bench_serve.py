@@ -119,7 +119,9 @@ def main() -> None:
     parser.add_argument("--model", help="saved recommender folder (default: the stub over MovieLens-100K)")
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=16)
-    parser.add_argument("--max-seconds", type=float, default=300, help="stop issuing requests after this long")
+    parser.add_argument("--max-seconds", type=float, default=300,
+                        help="stop issuing requests (and, separately, in-process calls) after this long")
+    parser.add_argument("--warmup", type=int, default=10, help="requests sent first and not counted")
     parser.add_argument("--baseline-calls", type=int, default=None, help="in-process calls (default: as many as HTTP made)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--serve-port", type=int, help=argparse.SUPPRESS)  # child mode
@@ -147,7 +149,8 @@ def main() -> None:
             if child.poll() is not None or time.perf_counter() > deadline:
                 raise SystemExit("the server did not start")
             time.sleep(0.2)
-        asyncio.run(load(url, bodies[: min(10, len(bodies))], 2, 120))  # warm-up, not counted
+        if args.warmup:
+            asyncio.run(load(url, payloads(rec, args.warmup, args.seed + 1), 2, 120))  # warm-up, not counted
         http = asyncio.run(load(url, bodies, args.concurrency, args.max_seconds))
     finally:
         child.terminate()
@@ -166,10 +169,13 @@ def main() -> None:
     direct = []
     started = time.perf_counter()
     for body in bodies[:calls]:
+        if direct and time.perf_counter() - started > args.max_seconds:
+            break
         t0 = time.perf_counter()
         rec.recommend(user_id=body.get("user_id"), history=body.get("history"), request=body.get("request"), k=body["k"])
         direct.append(time.perf_counter() - t0)
     wall = time.perf_counter() - started
+    calls = len(direct)
     print(json.dumps({"figure": "in_process_baseline", "calls": calls, "p50_ms": pct(direct, 50),
                       "p99_ms": pct(direct, 99), "throughput_cps": round(calls / wall, 2)}))
     print(json.dumps({"figure": "http_vs_in_process",
