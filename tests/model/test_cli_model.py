@@ -38,7 +38,7 @@ def test_score_candidates_file_and_errors(tmp_path, tiny_t5_dir):
 def test_train_command(tmp_path, tiny_llama_dir, tiny_instructions_dir):
     out = tmp_path / "tuned"
     result = runner.invoke(app, ["train", "--model", str(tiny_llama_dir), "--instructions", str(tiny_instructions_dir),
-                                 "--out", str(out), "--lora", "--steps", "2", "--batch-size", "8", "--eval-steps", "2",
+                                 "--out", str(out), "--valid", str(tiny_instructions_dir), "--lora", "--steps", "2", "--batch-size", "8", "--eval-steps", "2",
                                  "--max-eval-examples", "4"])
     assert result.exit_code == 0, result.output
     assert (out / "adapter_model.safetensors").is_file() and (out / "instructrec.json").is_file()

@@ -33,6 +33,8 @@ def train_cmd(
     model: Annotated[str, typer.Option(help=f"Model to tune: {MODEL_HELP}")] = "default",
     instructions: Annotated[Path, typer.Option(help="Instruction data: a folder or file of JSONL/Parquet records.")] = ...,
     out: Annotated[Path, typer.Option(help="Output folder (checkpoints, final model or adapter).")] = ...,
+    valid: Annotated[Path | None, typer.Option(
+        help="Validation instructions (all records used); default: the 'valid' records of --instructions.")] = None,
     lora: Annotated[bool, typer.Option("--lora/--full", help="Train a LoRA adapter, or all weights.")] = False,
     lora_r: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
     steps: Annotated[int, typer.Option(help="Optimizer steps (> 0 overrides --epochs).")] = -1,
@@ -61,7 +63,7 @@ def train_cmd(
         gradient_checkpointing=gradient_checkpointing, prompt=PromptSettings(max_prompt_tokens=max_prompt_tokens),
     )
     start = time.perf_counter()
-    result = train(model, instructions, settings, kind=kind)
+    result = train(model, instructions, settings, kind=kind, valid=valid)
     summary: dict[str, object] = {"output": result.out_dir, "steps": result.global_step,
                                   "best checkpoint": result.best_checkpoint or "-"}
     summary.update({k: v for k, v in result.metrics.items() if k.startswith(("eval_", "train_loss"))})

@@ -44,6 +44,9 @@ class ScoringSettings:
 
 
 def _base(model: Any) -> Any:
+    """The transformers model under DDP/DeepSpeed wrappers (`.module`) and peft adapters."""
+    while hasattr(model, "module") and not hasattr(model, "config"):
+        model = model.module
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 

@@ -167,7 +167,12 @@ class InstructionTrainer(Trainer):
         self.model_accepts_loss_kwargs = True
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # noqa: ANN001
-        loss = answer_only_loss(model, self.kind, inputs, num_items_in_batch if model.training else None)
+        num_items = num_items_in_batch if model.training else None
+        loss = answer_only_loss(model, self.kind, inputs, num_items)
+        if num_items is not None and self.args.average_tokens_across_devices:
+            # num_items counts answer tokens on every process and DDP averages gradients: scale
+            # back up by the process count, as Trainer.compute_loss does for built-in losses
+            loss = loss * self.accelerator.num_processes
         return (loss, {}) if return_outputs else loss
 
     def hit_rate_at_1(self) -> float | None:
@@ -259,13 +264,23 @@ def build_model(loaded: LoadedModel, settings: TrainSettings) -> Any:
     return get_peft_model(model, cfg)
 
 
-def train(model_spec: str, instructions: str | Path, settings: TrainSettings, kind: ModelKind | None = None) -> TrainResult:
-    """Instruction-tune `model_spec` on the records in `instructions`; returns where it saved."""
+def train(
+    model_spec: str,
+    instructions: str | Path,
+    settings: TrainSettings,
+    kind: ModelKind | None = None,
+    valid: str | Path | None = None,
+) -> TrainResult:
+    """Instruction-tune `model_spec` on the `train` records in `instructions`, validating on its
+    `valid` records or on every record in `valid` (e.g. a separate `--split valid` build)."""
     records = load_instruction_records(instructions)
     train_recs = records.get("train", [])
     if not train_recs:
         raise DataError(f"{instructions} has no records with split 'train'; nothing to train on")
-    valid_recs = records.get("valid", [])
+    if valid is not None:
+        valid_recs = [r for recs in load_instruction_records(valid).values() for r in recs]
+    else:
+        valid_recs = records.get("valid", [])
     out = Path(settings.out_dir)
     checkpoint = get_last_checkpoint(str(out)) if settings.resume and out.is_dir() else None
 
