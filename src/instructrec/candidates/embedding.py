@@ -81,16 +81,19 @@ class TextEmbedding(Retriever):
         if self.settings.threads:
             torch.set_num_threads(self.settings.threads)
         tok, model = self._encoder()
-        out = []
+        # Batch texts of similar length (by characters) so little compute goes to padding.
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
         bs = self.settings.batch_size
         for start in tqdm(range(0, len(texts), bs), desc="encode", disable=not progress, leave=False):
-            batch = tok(list(texts[start : start + bs]), padding=True, truncation=True,
+            idx = order[start : start + bs]
+            batch = tok([texts[i] for i in idx], padding=True, truncation=True,
                         max_length=self.settings.max_length, return_tensors="pt")
             hidden = model(**batch).last_hidden_state
             mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            out.append(torch.nn.functional.normalize(pooled, dim=-1).numpy())
-        return np.concatenate(out).astype(np.float32) if out else np.zeros((0, 1), dtype=np.float32)
+            out[idx] = torch.nn.functional.normalize(pooled, dim=-1).numpy()
+        return out
 
     def _fit(self, dataset: Dataset, split: LeaveOneOutSplit) -> None:
         self.item_vectors = self.encode(item_texts(dataset, self.settings.fields), progress=self.settings.progress)
