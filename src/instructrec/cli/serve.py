@@ -68,7 +68,8 @@ def recommend(
         typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
         return
     console.print(_result_table(result))
-    console.print(f"aspects [bold]{escape(result.aspects)}[/] · template [bold]{escape(result.template_id)}[/] · "
+    template = result.template_id or "none (first stage only)"
+    console.print(f"aspects [bold]{escape(result.aspects)}[/] · template [bold]{escape(template)}[/] · "
                   f"request read as [bold]{escape(result.request_kind)}[/]", highlight=False)
     for note in result.notes:
         console.print(f"note: {note}", highlight=False, markup=False)

@@ -114,7 +114,7 @@ async function searchTitles() {
 
 function renderAnswer(request, answer) {
   $("asked").textContent = request ? "You asked: “" + request + "”" : "No request text: ranked from who is asking.";
-  $("meta").textContent = "aspects " + answer.aspects + " · template " + answer.template_id +
+  $("meta").textContent = "aspects " + answer.aspects + " · template " + (answer.template_id || "none (first stage only)") +
     " · request read as " + answer.request_kind + " · " + answer.elapsed_ms.toFixed(0) + " ms";
   const body = document.querySelector("#results tbody");
   body.replaceChildren();
