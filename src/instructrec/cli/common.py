@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping
 
 from rich.console import Console
@@ -14,6 +15,19 @@ err_console = Console(stderr=True)
 
 
 def setup_logging(verbose: bool = False) -> None:
+    """Rich log lines on stderr; library chatter (weight-loading bars, deprecation notices) only with -v."""
+    if not verbose:
+        import warnings
+
+        warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\..*")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        try:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.set_verbosity_error()
+            hf_logging.disable_progress_bar()
+        except ImportError:  # pragma: no cover - transformers is a dependency
+            pass
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",
