@@ -93,7 +93,7 @@ class TeacherQueries:
         return [a.text for a in self.teacher.answer(reqs)]
 
 
-_QUERY_KIND = {"I1": "vague_intention", "I2": "specific_intention", "P2": "preference"}
+QUERY_KIND = {"I1": "vague_intention", "I2": "specific_intention", "P2": "preference"}
 
 
 def load_dataset(spec: str, out: Path) -> Dataset:
@@ -115,9 +115,15 @@ def load_dataset(spec: str, out: Path) -> Dataset:
     return dataset
 
 
-def _build(dataset: Dataset, teacher: ExtractiveTeacher, split: str, n: int, seed: int, out: Path) -> Path:
+DEFAULT_MIX = {"T3": 4.0}
+"""Reranking (the evaluated task form) gets 4x the weight of each other template."""
+
+
+def build_split(dataset: Dataset, teacher: ExtractiveTeacher, split: str, n: int, seed: int, out: Path,
+                mix: dict[str, float] | None = None) -> Path:
+    """Instruction data for `split` in `out` (resumes an interrupted build; skips a finished one)."""
     if not (out / "stats.json").exists():
-        build_instructions(dataset, load_templates(), teacher, {"T3": 4.0}, split, seed, out,
+        build_instructions(dataset, load_templates(), teacher, mix or DEFAULT_MIX, split, seed, out,
                            BuildSettings(max_examples=n))
     return out
 
@@ -145,8 +151,8 @@ def run_quickstart(s: QuickstartSettings, say: Callable[[str], None] = log.info)
     teacher = ExtractiveTeacher().fit(dataset)
     n_train = s.steps * s.batch_size
     instr = out / "instructions"
-    _build(dataset, teacher, "train", n_train, s.seed, instr / "train")
-    _build(dataset, teacher, "valid", max(32, s.valid_users), s.seed, instr / "valid")
+    build_split(dataset, teacher, "train", n_train, s.seed, instr / "train")
+    build_split(dataset, teacher, "valid", max(32, s.valid_users), s.seed, instr / "valid")
     say(f"instructions: {n_train} training examples in {instr}")
 
     store = RetrieverStore(dataset, split, out / "retrievers",
@@ -175,12 +181,12 @@ def run_quickstart(s: QuickstartSettings, say: Callable[[str], None] = log.info)
     for task_name in s.tasks:
         task = get_task(task_name)
         aspects = task.aspects.strip("<>")
-        queries = TeacherQueries(teacher, split, dataset, _QUERY_KIND[task.query]) if task.query else None
-        cands = _candidates(out, dataset, split, test_rows, s, "test", task_name)
+        queries = TeacherQueries(teacher, split, dataset, QUERY_KIND[task.query]) if task.query else None
+        cands = random_candidate_set(out, dataset, split, test_rows, s, "test", task_name)
         zs = LLMScorer(dataset, zero_shot, aspects, name="llm-zero-shot")
         llm = LLMScorer(dataset, tuned, aspects, name="llm-tuned")
         retr = RetrieverScorer(sasrec, split, "sasrec")
-        weights[task_name] = _fit_weight(llm, retr, dataset, split, valid_rows, s, teacher, task_name)
+        weights[task_name] = fit_weight_on_validation(llm, retr, dataset, split, valid_rows, s, teacher, task_name)
         fused = FusionScorer(llm, retr, weights[task_name], name="llm-tuned+sasrec")
         for scorer, bs in ((RetrieverScorer(popularity, split, "popularity"), 4096), (retr, 4096),
                            (zs, 8), (llm, 8), (fused, 8)):
@@ -198,7 +204,7 @@ def run_quickstart(s: QuickstartSettings, say: Callable[[str], None] = log.info)
     return summary
 
 
-def _candidates(out: Path, dataset: Dataset, split: LeaveOneOutSplit, rows: np.ndarray, s: QuickstartSettings,
+def random_candidate_set(out: Path, dataset: Dataset, split: LeaveOneOutSplit, rows: np.ndarray, s: QuickstartSettings,
                 stage: str, task: str) -> CandidateSet:
     path = out / "candidates" / f"{stage}-random{s.negatives}-{task}.npz"
     if path.exists():
@@ -208,12 +214,12 @@ def _candidates(out: Path, dataset: Dataset, split: LeaveOneOutSplit, rows: np.n
     return cands
 
 
-def _fit_weight(llm: LLMScorer, retr: RetrieverScorer, dataset: Dataset, split: LeaveOneOutSplit,
+def fit_weight_on_validation(llm: LLMScorer, retr: RetrieverScorer, dataset: Dataset, split: LeaveOneOutSplit,
                 rows: np.ndarray, s: QuickstartSettings, teacher: ExtractiveTeacher, task_name: str) -> float:
     task = get_task(task_name)
-    cands = _candidates(Path(s.out), dataset, split, rows, s, "valid", task_name)
+    cands = random_candidate_set(Path(s.out), dataset, split, rows, s, "valid", task_name)
     hists = [split.history(int(r), "valid") if task.history else np.zeros(0, np.int64) for r in cands.rows]
-    queries = (TeacherQueries(teacher, split, dataset, _QUERY_KIND[task.query], "valid")(cands.rows, cands.targets())
+    queries = (TeacherQueries(teacher, split, dataset, QUERY_KIND[task.query], "valid")(cands.rows, cands.targets())
                if task.query else None)
     llm_scores = llm.score(cands.rows, hists, cands.items, queries)
     ret_scores = retr.score(cands.rows, hists, cands.items, queries)
