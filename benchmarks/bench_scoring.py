@@ -175,7 +175,12 @@ def main() -> None:
     parser.add_argument("--normalize-check", type=int, default=0, metavar="USERS")
     parser.add_argument("--variant", choices=["shared", "naive"])
     parser.add_argument("--candidates", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1: on a shared, oversubscribed 2-core box 2 threads ran 6-10x slower)")
     args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
     if args.normalize_check:
         print(json.dumps(normalize_check(args.normalize_check)))
         return
@@ -188,7 +193,7 @@ def main() -> None:
         print(json.dumps(latency(n, args.repeats, gflops)), flush=True)
     mem = {}
     for variant in ("shared", "naive"):
-        out = subprocess.run([sys.executable, __file__, "--variant", variant, "--candidates", "20"],
+        out = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--variant", variant, "--candidates", "20"],
                              check=True, capture_output=True, text=True).stdout
         mem[variant] = json.loads(out.strip().splitlines()[-1])
     print(json.dumps({"figure": "rerank_peak_rss_mb", "candidates": 20,

@@ -104,13 +104,18 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--max-prompt", type=int, default=384)
     parser.add_argument("--variant", choices=["ours", "plain"])
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1: on a shared, oversubscribed 2-core box 2 threads ran 6-10x slower)")
     args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
     if args.variant:
         print(json.dumps(run_variant(args.variant, args.steps, args.batch_size, args.max_prompt)))
         return
     res = {}
     for variant in ("ours", "plain"):
-        cmd = [sys.executable, __file__, "--variant", variant, "--steps", str(args.steps),
+        cmd = [sys.executable, __file__, "--threads", str(args.threads), "--variant", variant, "--steps", str(args.steps),
                "--batch-size", str(args.batch_size), "--max-prompt", str(args.max_prompt)]
         res[variant] = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
     ours, plain = res["ours"], res["plain"]
