@@ -27,8 +27,8 @@ from instructrec.model.prompt import HistoryTrimmer, PromptEncoder, PromptSettin
 
 Normalize = Literal["mean", "sum"]
 DEFAULT_NORMALIZE: Normalize = "mean"
-"""Chosen on validation: zero-shot SmolLM2 on Games reaches HR@1 0.33 with mean vs 0.18 with sum
-(see benchmarks/RESULTS.md, 'Model and training')."""
+"""Chosen on validation: zero-shot SmolLM2-135M-Instruct on Games validation reaches HR@1 0.28 with
+mean vs 0.17 with sum (60 users; DESIGN.md: 0.33 vs 0.18 on 100), see benchmarks/RESULTS.md."""
 
 
 @dataclass
