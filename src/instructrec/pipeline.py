@@ -54,13 +54,13 @@ class QuickstartSettings:
     """`movielens` (embedded MovieLens-100K), a dataset folder (`data prepare`) or a RecBole folder."""
     model: str = "default"
     """`default` (bundled SmolLM2-135M-Instruct), `tiny` (random tiny Llama), or a model path."""
-    steps: int = 40
+    steps: int = 30
     """LoRA optimizer steps."""
     batch_size: int = 8
     """Training examples per step."""
-    users: int = 100
+    users: int = 60
     """Seeded test users evaluated per task."""
-    valid_users: int = 40
+    valid_users: int = 30
     """Seeded validation users used to fit the fusion weight."""
     negatives: int = 9
     """Random negatives per user (1 + 9 candidates, as in the paper)."""
