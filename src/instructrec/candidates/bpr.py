@@ -51,7 +51,7 @@ class BPRSettings:
     """Stop after this many checks without a better validation score."""
     valid_protocol: str = "full"
     """Early-stopping score: full = NDCG@10 over all items; sampled = NDCG@5 against 9 random items."""
-    valid_users: int = 10000
+    valid_users: int = 5000
     """Users sampled (seeded) for validation; 0 turns early stopping off."""
     seed: int = 0
     """Seeds factor initialisation, negative sampling and the validation sample."""
