@@ -88,15 +88,11 @@ def test_teacher_is_deterministic(games, games_teacher):
     assert games_teacher.answer(reqs) == again.answer(reqs)
 
 
-def test_vague_intentions_from_real_reviews(tmp_path):
+def test_vague_intentions_from_real_reviews(tmp_path, reviews_2023_dir):
     """Real Amazon 2023 reviews: need sentences found, names masked, the rest counted as fallbacks."""
-    from conftest import REVIEWS_2023_DIR
-
-    if not (REVIEWS_2023_DIR / "training.jsonl").exists():
-        pytest.skip(f"review sample not found at {REVIEWS_2023_DIR}")
     from instructrec.data.loaders.amazon2023 import load_sample
 
-    ds = load_sample(REVIEWS_2023_DIR)
+    ds = load_sample(reviews_2023_dir)
     teacher = ExtractiveTeacher().fit(ds)
     reqs = [TeacherRequest("vague_intention", str(u), item=ds.item_index(i))
             for u, i in zip(ds.reviews["user_id"], ds.reviews["item_id"])]
