@@ -9,8 +9,6 @@ folder that later loads as if complete.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,6 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from instructrec.atomic import atomic_folder
 from instructrec.data.tables import (  # noqa: F401 - schemas and cleaning stay importable from here
     INTERACTION_SCHEMA,
     ITEM_SCHEMA,
@@ -215,11 +214,9 @@ class Dataset:
     def save(self, path: str | Path) -> Path:
         """Write the dataset folder atomically (temporary folder, then rename)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        try:
+        if path.exists() and not (path / MANIFEST).exists() and any(path.iterdir()):
+            raise DataError(f"{path} exists and is not a dataset folder; choose another --out.")
+        with atomic_folder(path) as tmp:
             for name, frame, schema in (
                 ("items", self.items, ITEM_SCHEMA),
                 ("interactions", self.interactions, INTERACTION_SCHEMA),
@@ -228,17 +225,6 @@ class Dataset:
                 pq.write_table(to_table(frame, schema), tmp / f"{name}.parquet")
             self.manifest.created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             (tmp / MANIFEST).write_text(json.dumps(asdict(self.manifest), indent=2) + "\n")
-            if path.exists():
-                if not (path / MANIFEST).exists() and any(path.iterdir()):
-                    raise DataError(f"{path} exists and is not a dataset folder; choose another --out.")
-                old = path.with_name(f".{path.name}.old-{os.getpid()}")
-                os.replace(path, old)
-                os.replace(tmp, path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, path)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         return path
 
     @classmethod

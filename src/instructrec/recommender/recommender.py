@@ -18,7 +18,6 @@ or a reference such as `default` for an untuned model), `templates/` (extra temp
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -26,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from instructrec.atomic import atomic_folder
 from instructrec.candidates.base import Retriever, load_retriever
 from instructrec.data.dataset import Dataset
 from instructrec.errors import DataError, InstructRecError
@@ -200,10 +200,7 @@ class Recommender:
         copied into model/; None keeps `settings.model` as a reference (e.g. `default`).
         """
         path = Path(path)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        try:
+        with atomic_folder(path) as tmp:
             settings = RecommenderSettings(**asdict(self.settings))
             self.dataset.save(tmp / "data")
             self.retriever.save(tmp / "retriever")
@@ -219,15 +216,6 @@ class Recommender:
                 shutil.copy2(p, tmp / "templates" / p.name)
                 settings.template_files.append(p.name)
             (tmp / SETTINGS_FILE).write_text(json.dumps(asdict(settings), indent=2) + "\n")
-            if path.exists():
-                old = path.with_name(f".{path.name}.old-{os.getpid()}")
-                os.replace(path, old)
-                os.replace(tmp, path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, path)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
         return path
 
     @classmethod
