@@ -38,7 +38,7 @@ def quickstart(
     summary = run_quickstart(settings, say=lambda msg: console.print(f"[bold cyan]>[/] {msg}"))
     table = Table(title=f"InstructRec quickstart ({settings.users} test users, 1 true + {settings.negatives} random)")
     table.add_column("task")
-    table.add_column("method")
+    table.add_column("method", no_wrap=True)
     for m in _METRICS:
         table.add_column(m, justify="right")
     for row in summary["results"]:
