@@ -15,6 +15,25 @@ GAMES_DIR = SHARED_DATA / "amazon-games"
 REVIEWS_2023_DIR = SHARED_DATA / "amazon-reviews-2023-sample"
 
 
+ONE_THREAD_DIRS = {"model", "training"}
+"""Test folders whose tiny-model tests run on one torch thread: on a shared, oversubscribed CPU box
+two threads ran several times slower (OpenMP barriers), and the tiny models gain nothing from a
+second one."""
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread(request):
+    if request.path.parent.name not in ONE_THREAD_DIRS:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def games_dir() -> Path:
     if not (GAMES_DIR / "Games-6k.test.inter").exists():
