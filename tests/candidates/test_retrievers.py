@@ -122,3 +122,21 @@ def test_interrupted_training_resumes_to_the_same_model(synthetic_seq, split, tm
     assert np.allclose(straight.score(hists), resumed.score(hists), atol=1e-5)
     with pytest.raises(ModelError, match="other settings"):
         create_retriever("gru4rec", **dict(base, hidden=8, checkpoint=ckpt)).fit(synthetic_seq, split)
+
+
+@pytest.mark.parametrize("key", ["sasrec", "embedding"])
+def test_thread_setting_does_not_leak_into_the_process(key, synthetic_seq, split, cands):
+    """A retriever's `threads` applies to its own work only: the LLM reranker that runs after
+    retrieval in the same process must keep the process's thread count."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        model = create_retriever(key, **dict(SETTINGS[key], threads=1, **({"epochs": 1} if key == "sasrec" else {})))
+        model.fit(synthetic_seq, split)
+        assert torch.get_num_threads() == 3
+        model.score([split.history(0, "test")], cands.items[:1])
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)

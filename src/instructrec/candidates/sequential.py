@@ -36,6 +36,7 @@ from instructrec.candidates.training_data import Validator, training_sequences
 from instructrec.data.dataset import Dataset
 from instructrec.data.split import LeaveOneOutSplit
 from instructrec.errors import ModelError
+from instructrec.threads import torch_threads
 
 logger = logging.getLogger(__name__)
 
@@ -117,9 +118,11 @@ class SequentialRetriever(Retriever):
 
     # -- training ----------------------------------------------------------------------------
     def _fit(self, dataset: Dataset, split: LeaveOneOutSplit) -> None:
+        with torch_threads(self.settings.threads):
+            self._train(dataset, split)
+
+    def _train(self, dataset: Dataset, split: LeaveOneOutSplit) -> None:
         s = self.settings
-        if s.threads:
-            torch.set_num_threads(s.threads)
         torch.manual_seed(s.seed)
         rng = np.random.default_rng(s.seed)
         self.net = self._build(dataset.n_items)
@@ -214,8 +217,10 @@ class SequentialRetriever(Retriever):
     def score(self, histories: Sequence[np.ndarray], candidates: np.ndarray | None = None,
               queries: Sequence[str] | None = None, users: np.ndarray | None = None) -> np.ndarray:
         self._check_fitted()
-        if self.settings.threads:
-            torch.set_num_threads(self.settings.threads)
+        with torch_threads(self.settings.threads):
+            return self._score(histories, candidates)
+
+    def _score(self, histories: Sequence[np.ndarray], candidates: np.ndarray | None) -> np.ndarray:
         was_training = self.net.training
         self.net.eval()
         # Score in length-sorted chunks so each chunk is padded to similar lengths, then restore order.
