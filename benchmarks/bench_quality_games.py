@@ -112,9 +112,10 @@ def _run_experiment(ctx: _Context, name: str, task_name: str, spec: str, extra: 
     a, dataset, split, store = ctx.a, ctx.dataset, ctx.split, ctx.store
     task = get_task(task_name)
     aspects = task.aspects.strip("<>")
-    cands = _candidates(a.out / "candidates" / f"{name}.npz", spec, dataset, split, ctx.rows, a.seed, store)
+    run = f"{name}-{a.users}u-seed{a.seed}"  # caches are per user sample: another --users draws anew
+    cands = _candidates(a.out / "candidates" / f"{run}.npz", spec, dataset, split, ctx.rows, a.seed, store)
     queries = TeacherQueries(ctx.teacher, split, dataset, QUERY_KIND[task.query]) if task.query else None
-    cache = a.out / "results" / name
+    cache = a.out / "results" / run
     llm = LLMScorer(dataset, ctx.models.tuned, aspects, name="llm-tuned")
     retr = RetrieverScorer(store("sasrec"), split, "sasrec")
     weight_file = cache / "fusion_weight.json"
@@ -152,7 +153,7 @@ def _run_experiment(ctx: _Context, name: str, task_name: str, spec: str, extra: 
                           "ci95_hr1": [round(res.summary["HR@1"]["ci_low"], 4),
                                        round(res.summary["HR@1"]["ci_high"], 4)],
                           "seconds": round(res.seconds, 1)}), flush=True)
-    write_report(results, a.out / f"report-{name}", {**vars(a), "out": str(a.out), "fusion_weight": weight,
+    write_report(results, a.out / f"report-{run}", {**vars(a), "out": str(a.out), "fusion_weight": weight,
                                                       "retrievers": str(a.retrievers)}, title=name)
 
 
