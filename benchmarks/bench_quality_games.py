@@ -32,6 +32,7 @@ import numpy as np
 from instructrec.data.dataset import Dataset
 from instructrec.data.split import LeaveOneOutSplit, leave_one_out
 from instructrec.eval.candidate_sets import CandidateSet, build_candidates
+from instructrec.eval.metrics import paired_difference
 from instructrec.eval.protocol import EvalResult, RetrieverScorer, Scorer, evaluate, get_task, select_rows
 from instructrec.eval.report import write_report
 from instructrec.eval.runner import RetrieverStore
@@ -153,8 +154,26 @@ def _run_experiment(ctx: _Context, name: str, task_name: str, spec: str, extra: 
                           "ci95_hr1": [round(res.summary["HR@1"]["ci_low"], 4),
                                        round(res.summary["HR@1"]["ci_high"], 4)],
                           "seconds": round(res.seconds, 1)}), flush=True)
+    paired = _paired(results)
+    for line in paired:
+        print(json.dumps({"experiment": name, **line}), flush=True)
     write_report(results, a.out / f"report-{run}", {**vars(a), "out": str(a.out), "fusion_weight": weight,
-                                                      "retrievers": str(a.retrievers)}, title=name)
+                                                      "retrievers": str(a.retrievers), "paired": paired}, title=name)
+
+
+PAIRS = (("llm-tuned", "llm-zero-shot"), ("llm-tuned+sasrec", "sasrec"), ("llm-tuned", "llm-tuned-without-P0,I2"))
+
+
+def _paired(results: list[EvalResult]) -> list[dict]:
+    """Paired per-user differences (same users, same candidates) for the comparisons that matter."""
+    by = {r.method: r for r in results}
+    out = []
+    for x, y in PAIRS:
+        if x in by and y in by:
+            d = paired_difference(by[x].per_user, by[y].per_user, by[x].rows, by[y].rows)
+            out.append({"paired": f"{x} - {y}", **{m: [round(d[m][k], 4) for k in ("mean", "ci_low", "ci_high")]
+                                                   for m in ("HR@1", "NDCG@5")}})
+    return out
 
 
 class _Models:

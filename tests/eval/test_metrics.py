@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from instructrec.eval.metrics import mean_ci, per_user_metrics, summarize, target_ranks
+from instructrec.eval.metrics import mean_ci, paired_difference, per_user_metrics, summarize, target_ranks
 
 
 def test_per_user_metrics_hand_computed():
@@ -59,3 +59,20 @@ def test_mean_ci():
     half = 1.959963984540054 * np.std(v, ddof=1) / 2
     assert s["mean"] == 0.5 and s["ci_low"] == pytest.approx(0.5 - half) and s["ci_high"] == pytest.approx(0.5 + half)
     assert summarize({"HR@1": v})["HR@1"]["n"] == 4
+
+
+def test_paired_difference_pairs_users_by_row():
+    rng = np.random.default_rng(0)
+    base = rng.random(400)  # large between-user variance, shared by both methods
+    a = {"HR@1": base + 0.05, "MRR": base}
+    b = {"HR@1": base, "MRR": base}
+    rows = np.arange(400)
+    shuffled = rng.permutation(400)  # the same users in another order
+    d = paired_difference(a, {k: v[shuffled] for k, v in b.items()}, rows, rows[shuffled])
+    assert abs(d["HR@1"]["mean"] - 0.05) < 1e-12 and d["HR@1"]["ci_high"] - d["HR@1"]["ci_low"] < 1e-9
+    assert d["MRR"]["mean"] == 0.0
+    # only the shared users count
+    part = paired_difference(a, {k: v[:100] for k, v in b.items()}, rows, rows[:100])
+    assert part["HR@1"]["n"] == 100
+    with pytest.raises(ValueError, match="share no user"):
+        paired_difference(a, b, rows, rows + 1000)

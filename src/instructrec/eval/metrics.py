@@ -87,6 +87,17 @@ def mean_ci(values: np.ndarray) -> dict[str, float]:
     return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half, "n": n}
 
 
+def paired_difference(a: Mapping[str, np.ndarray], b: Mapping[str, np.ndarray],
+                      rows_a: np.ndarray, rows_b: np.ndarray) -> dict[str, dict[str, float]]:
+    """Per-metric mean of `a - b` with a 95% CI, over the users both were evaluated on (paired by
+    row). Pairing removes the between-user variance that two separate intervals carry, so a gap
+    can be significant while the two methods' own intervals overlap."""
+    common, ia, ib = np.intersect1d(np.asarray(rows_a), np.asarray(rows_b), return_indices=True)
+    if len(common) == 0:
+        raise ValueError("the two results share no user: evaluate both on the same rows")
+    return {name: mean_ci(np.asarray(a[name])[ia] - np.asarray(b[name])[ib]) for name in a if name in b}
+
+
 def summarize(per_user: Mapping[str, np.ndarray]) -> dict[str, dict[str, float]]:
     """Mean and 95% CI of every per-user metric."""
     return {name: mean_ci(values) for name, values in per_user.items()}
