@@ -42,6 +42,14 @@ def test_evaluated_combinations_exist_with_title_answers(key):
     assert Aspects.parse("<P1,P2,I0,T3>").key() == "P1+P2,I0,T3"
 
 
+def test_paper_notation_with_two_preferences_and_no_intention():
+    # The paper writes the explicit-preference reranking task as <P1,P2,T3> (eval task psearch-p2).
+    assert Aspects.parse("<P1,P2,T3>").key() == "P1+P2,I0,T3"
+    assert Aspects.parse("P1+P2,I0,T3").key() == "P1+P2,I0,T3"
+    with pytest.raises(ValueError):
+        Aspects.parse("<P1,X9,T3>")
+
+
 def _write(tmp_path, text):
     path = tmp_path / "mine.yaml"
     path.write_text(text)

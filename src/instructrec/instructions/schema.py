@@ -73,6 +73,8 @@ class Aspects:
         parts = [p.strip() for p in key.strip().strip("<>").split(",")]
         if len(parts) == 4:  # "<P1, P2, I0, T3>" style with two preferences listed separately
             parts = [f"{parts[0]}+{parts[1]}", parts[2], parts[3]]
+        elif len(parts) == 3 and parts[1].startswith("P"):  # the paper's "<P1,P2,T3>": no intention
+            parts = [f"{parts[0]}+{parts[1]}", Intention.NONE.value, parts[2]]
         if len(parts) != 3:
             raise ValueError(f"aspect key {key!r} must look like 'P1,I0,T3'")
         prefs = tuple(Preference(p) for p in parts[0].split("+") if p != Preference.NONE.value)
