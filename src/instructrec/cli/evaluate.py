@@ -18,7 +18,16 @@ from instructrec.eval.candidate_sets import CandidateSet
 from instructrec.eval.metrics import Ties
 from instructrec.eval.protocol import EvalResult
 from instructrec.eval.report import write_report
-from instructrec.eval.runner import RetrieverStore, RunSettings, parse_params, run_evaluation
+from instructrec.eval.runner import (
+    RetrieverStore,
+    RunSettings,
+    make_context,
+    paired_differences,
+    paired_markdown,
+    parse_params,
+    run_evaluation,
+)
+from instructrec.settings_docs import default, doc
 
 retrieve_app = typer.Typer(help="Fit first-stage retrievers / classical baselines and query them.",
                            no_args_is_help=True)
@@ -31,24 +40,28 @@ def _models_dir(data: Path, models: Path | None) -> Path:
     return models if models is not None else Path("runs") / "models" / data.resolve().name
 
 
+R = RunSettings
+
+
 def evaluate_cmd(
-    data: Annotated[Path, typer.Option(help="Dataset folder (from `instructrec data prepare`).")],
+    data: Annotated[Path | None, typer.Option(
+        help="Dataset folder (from `instructrec data prepare`); default: the --recommender's own data.")] = None,
     method: Annotated[str, typer.Option(
-        help="Comma-separated methods: popularity, bpr, sasrec, gru4rec, bert4rec, bm25, embedding, or a "
-             "registered scorer.")] = "sasrec",
-    task: Annotated[str, typer.Option(
-        help="seqrec <P1,I0,T3> | search <P0,I2,T3> | psearch-i1 <P1,I1,T3> | psearch-i2 <P1,I2,T3> | "
-             "psearch-p2 <P1,P2,T3>.")] = "seqrec",
-    candidates: Annotated[str, typer.Option(
-        help="random:N | hard:RETRIEVER:N | groups:C[:RETRIEVER] | file:PATH (Games-6k.<retriever> "
-             "format, or a saved .npz set).")] = "random:9",
-    users: Annotated[int | None, typer.Option(help="Evaluate a seeded sample of this many users (default all).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for the user sample, negatives, positions and ties.")] = 0,
-    ties: Annotated[str, typer.Option(help="Tie-breaking: random (seeded) | pessimistic | optimistic.")] = "random",
-    full_ranking: Annotated[bool, typer.Option(
-        "--full-ranking", help="Also rank the true item among all items (retrievers only).")] = False,
-    queries: Annotated[Path | None, typer.Option(
-        help="JSONL with user_id and query per line (I1/P2 texts; overrides the I2 title keywords).")] = None,
+        help="Comma-separated methods: retrievers (popularity, bpr, sasrec, gru4rec, bert4rec, bm25, embedding), "
+             "llm[:MODEL] (the LLM reranker), llm[:MODEL]+RETRIEVER[@history|@text] (fused; weight fitted on "
+             "--valid-users), recommender (a saved --recommender as a whole).")] = "sasrec",
+    task: Annotated[str, typer.Option(help=doc(R, "task"))] = default(R, "task"),
+    candidates: Annotated[str, typer.Option(help=doc(R, "candidates"))] = default(R, "candidates"),
+    users: Annotated[int | None, typer.Option(help=doc(R, "users"))] = default(R, "users"),
+    valid_users: Annotated[int, typer.Option(help=doc(R, "valid_users"))] = default(R, "valid_users"),
+    seed: Annotated[int, typer.Option(help=doc(R, "seed"))] = default(R, "seed"),
+    ties: Annotated[str, typer.Option(help=doc(R, "ties"))] = default(R, "ties"),
+    full_ranking: Annotated[bool, typer.Option("--full-ranking", help=doc(R, "full_ranking"))] = default(R, "full_ranking"),
+    queries: Annotated[str, typer.Option(help=doc(R, "queries"))] = default(R, "queries"),
+    model: Annotated[str | None, typer.Option(help=doc(R, "model"))] = default(R, "model"),
+    recommender: Annotated[Path | None, typer.Option(
+        help="A saved recommender folder: the `recommender` method ranks with it as served (its model, "
+             "retrievers and fitted fusion weights).")] = None,
     models: Annotated[Path | None, typer.Option(help=MODELS_HELP)] = None,
     param: Annotated[list[str] | None, typer.Option(help=PARAM_HELP)] = None,
     refit: Annotated[bool, typer.Option("--refit", help="Fit retrievers again even if saved ones exist.")] = False,
@@ -56,31 +69,55 @@ def evaluate_cmd(
         help="Report folder (results.json/.md/.png, per_user.parquet); default runs/eval/<data>-<task>-<candidates>.")] = None,
     save_candidates: Annotated[Path | None, typer.Option(
         help="Also save the candidate set (.npz) so other methods can be evaluated on the same one.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Users scored per call.")] = 2048,
+    batch_size: Annotated[int, typer.Option(help=doc(R, "batch_size"))] = default(R, "batch_size"),
 ) -> None:
-    """Evaluate methods on the paper's protocol (leave-one-out; HR@1/3/5, NDCG@3/5, MRR with 95% CIs)."""
+    """Evaluate methods on the paper's protocol (leave-one-out; HR@1/3/5, NDCG@3/5, MRR with 95% CIs;
+    paired per-user differences between the methods)."""
     if ties not in ("random", "pessimistic", "optimistic"):
         raise typer.BadParameter("--ties must be random, pessimistic or optimistic")
     started = time.monotonic()
-    dataset = Dataset.load(data)
+    rec = None
+    if recommender is not None:
+        from instructrec.recommender import Recommender
+
+        rec = Recommender.load(recommender, device="cpu")
+    if data is None and rec is None:
+        raise typer.BadParameter("give --data (a dataset folder) or --recommender DIR")
+    dataset = Dataset.load(data) if data is not None else rec.dataset
+    if rec is not None and data is not None and rec.dataset.counts() != dataset.counts():
+        raise typer.BadParameter(f"--recommender {recommender} was built on another dataset than --data {data}")
     split = leave_one_out(dataset)
     methods = [m.strip() for m in method.split(",") if m.strip()]
     params = parse_params(param or [])
-    store = RetrieverStore(dataset, split, _models_dir(data, models), params, refit)
-    settings = RunSettings(methods, task, candidates, users, seed, ties, full_ranking,  # type: ignore[arg-type]
-                           str(queries) if queries else None, batch_size)
-    results, cands = run_evaluation(dataset, split, settings, store)
+    data_dir = data if data is not None else recommender / "data"  # type: ignore[operator]
+    models_default = _models_dir(data if data is not None else recommender, models)  # type: ignore[arg-type]
+    store = RetrieverStore(dataset, split, models_default, params, refit)
+    if rec is not None:  # the recommender's own retrievers answer for their names
+        store.preload(rec.retriever.name, rec.retriever)
+        if rec.text_retriever is not None:
+            store.preload(rec.text_retriever.name, rec.text_retriever)
+    settings = RunSettings(methods, task, candidates, users, valid_users, seed, ties, full_ranking,  # type: ignore[arg-type]
+                           queries, batch_size, model)
+    ctx = make_context(dataset, split, store, model, rec)
+    results, cands = run_evaluation(dataset, split, settings, store, ctx=ctx)
     if save_candidates is not None:
         path = cands.save(save_candidates)
         console.print(f"saved the candidate set to {path}")
-    out = out or Path("runs") / "eval" / _slug(f"{data.resolve().name}-{task}-{candidates}")
-    record = {**vars(settings), "data": str(data), "dataset": dataset.manifest.source,
-              "dataset_counts": dataset.counts(), "models": str(store.root), "params": params,
+    out = out or Path("runs") / "eval" / _slug(f"{data_dir.resolve().name}-{task}-{candidates}")
+    paired = paired_differences(results)
+    record = {**vars(settings), "data": str(data_dir), "recommender": str(recommender) if recommender else None,
+              "dataset": dataset.manifest.source, "dataset_counts": dataset.counts(), "models": str(store.root),
+              "params": params, "paired": paired,
+              "fusion_weights": {r.method: r.settings["fusion_weight"] for r in results if "fusion_weight" in r.settings},
               "candidate_set": {"spec": cands.spec, "seed": cands.seed, "stage": cands.stage, "size": cands.size,
                                 "users": len(cands), **cands.info},
               "seconds": round(time.monotonic() - started, 1)}
-    paths = write_report(results, out, record, title=f"{data.name}: {task}, candidates {candidates}")
-    console.print(_table(results))
+    paths = write_report(results, out, record, title=f"{data_dir.name}: {task}, candidates {candidates}",
+                         extra_markdown=paired_markdown(paired))
+    console.print(_table(results), width=min(console.width, 80))
+    for p in paired:
+        d = p["HR@1"]
+        console.print(f"paired HR@1 {p['a']} - {p['b']}: {d['mean']:+.4f} [{d['ci_low']:+.4f}, {d['ci_high']:+.4f}]")
     console.print(f"report: {paths['json']}, {paths['markdown']}, {paths['chart']}")
 
 
@@ -131,17 +168,19 @@ def recommend_cmd(
 
 
 def _table(results: list[EvalResult]) -> Table:
-    table = Table(title="evaluation (mean, 95% CI half-width)")
-    metrics: list[str] = []
-    for r in results:
-        metrics += [m for m in r.per_user if m not in metrics]
-    for col in ("method", "candidates", "users", *metrics, "seconds"):
-        table.add_column(col, justify="right" if col not in ("method", "candidates") else "left")
+    """The headline metrics, sized for an 80-column terminal (the report holds every metric)."""
+    table = Table(title="evaluation (mean, 95% CI half-width)", title_justify="left")
+    table.add_column("method", no_wrap=True, max_width=28)
+    table.add_column("users", justify="right")
+    for col in ("HR@1", "HR@5", "NDCG@5", "MRR", "s"):
+        table.add_column(col, justify="right", no_wrap=True)
     for r in results:
         s = r.summary
-        table.add_row(r.method, r.candidates, f"{len(r.rows):,}",
-                      *[f"{s[m]['mean']:.4f}±{s[m]['ci_high'] - s[m]['mean']:.4f}" if m in s else "" for m in metrics],
-                      f"{r.seconds:.1f}")
+        hr1 = f"{s['HR@1']['mean']:.3f}±{s['HR@1']['ci_high'] - s['HR@1']['mean']:.3f}" if "HR@1" in s else ""
+        label = r.method if r.candidates != "full" else f"{r.method} (full)"
+        table.add_row(label, f"{len(r.rows):,}", hr1,
+                      *(f"{s[m]['mean']:.3f}" if m in s else "" for m in ("HR@5", "NDCG@5", "MRR")),
+                      f"{r.seconds:.0f}")
     return table
 
 

@@ -11,7 +11,7 @@ from instructrec.cli import evaluate as evaluate_cli
 from instructrec.cli import instructions as instructions_cli
 from instructrec.cli import model as model_cli
 from instructrec.cli.common import err_console, setup_logging
-from instructrec.cli.quickstart import quickstart
+from instructrec.cli.quickstart import quickstart, run_cmd
 from instructrec.cli.serve import recommend, serve
 from instructrec.errors import InstructRecError
 
@@ -26,6 +26,7 @@ app.add_typer(evaluate_cli.retrieve_app, name="retrieve")
 app.command("evaluate")(evaluate_cli.evaluate_cmd)
 app.add_typer(instructions_cli.app, name="instructions")
 app.command("quickstart")(quickstart)
+app.command("run")(run_cmd)
 app.command("train")(model_cli.train_cmd)
 app.command("score")(model_cli.score_cmd)
 app.command("recommend")(recommend)

@@ -135,7 +135,7 @@ class EvalResult:
         return summarize(self.per_user)
 
 
-def _inputs(task: Task, split: LeaveOneOutSplit, rows: np.ndarray, stage: str,
+def task_inputs(task: Task, split: LeaveOneOutSplit, rows: np.ndarray, stage: str,
             queries: QueryProvider | None, targets: np.ndarray) -> tuple[list[np.ndarray], list[str] | None]:
     if task.history:
         hists = [split.history(int(r), stage) for r in rows]
@@ -165,7 +165,7 @@ def evaluate(scorer: Scorer, split: LeaveOneOutSplit, candidates: CandidateSet, 
     for start in range(0, n, batch_size):
         sl = slice(start, start + batch_size)
         rows, items, tpos = candidates.rows[sl], candidates.items[sl], candidates.target_pos[sl]
-        hists, texts = _inputs(task, split, rows, candidates.stage, queries, targets[sl])
+        hists, texts = task_inputs(task, split, rows, candidates.stage, queries, targets[sl])
         if groups:
             ranks[sl] = _group_ranks(scorer, rows, hists, items, tpos, texts, groups, ties, rng)
         else:
@@ -235,7 +235,7 @@ def full_ranking(scorer: Any, split: LeaveOneOutSplit, rows: np.ndarray, task: s
     for start in range(0, len(rows), batch_size):
         sl = slice(start, start + batch_size)
         chunk = rows[sl]
-        hists, texts = _inputs(task, split, chunk, stage, queries, targets[sl])
+        hists, texts = task_inputs(task, split, chunk, stage, queries, targets[sl])
         scores = np.asarray(retriever.score(hists, None, texts, users=split.users[chunk]), dtype=np.float64)
         valid = np.ones(scores.shape, dtype=bool)
         for i, r in enumerate(chunk):

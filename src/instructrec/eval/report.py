@@ -73,15 +73,17 @@ def bar_chart(results: Sequence[EvalResult], path: str | Path, title: str = "") 
 
 
 def write_report(results: Sequence[EvalResult], out_dir: str | Path, settings: dict[str, Any],
-                 title: str = "") -> dict[str, Path]:
-    """Write results.json, results.md, results.png and per_user.parquet into `out_dir`."""
+                 title: str = "", extra_markdown: str = "") -> dict[str, Path]:
+    """Write results.json, results.md, results.png and per_user.parquet into `out_dir`
+    (`extra_markdown`, e.g. a paired-differences table, follows the results table)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "results.json", "markdown": out / "results.md", "chart": out / "results.png",
              "per_user": out / "per_user.parquet"}
     doc = {"settings": settings, "results": [result_record(r) for r in results]}
     _atomic_write(paths["json"], json.dumps(doc, indent=2, default=_plain) + "\n")
-    _atomic_write(paths["markdown"], (f"## {title}\n\n" if title else "") + markdown_table(results))
+    _atomic_write(paths["markdown"], (f"## {title}\n\n" if title else "") + markdown_table(results)
+                  + (f"\n{extra_markdown}" if extra_markdown else ""))
     frames = []
     for r in results:
         frame = pd.DataFrame({"method": r.method, "task": r.task, "candidates": r.candidates,

@@ -1,10 +1,12 @@
-"""Glue for the CLI and scripts: fitted-retriever store, scorer registry and a full evaluation run."""
+"""One evaluation run, shared by `instructrec evaluate` and the recipe runner: fitted-retriever
+store, candidate sets, fusion fitting on validation users, every method on the same candidates,
+paired differences."""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -16,17 +18,27 @@ from instructrec.data.dataset import Dataset
 from instructrec.data.split import LeaveOneOutSplit
 from instructrec.errors import InstructRecError
 from instructrec.eval.candidate_sets import CandidateSet, build_candidates, parse_spec
-from instructrec.eval.metrics import Ties
+from instructrec.eval.methods import (
+    EvalContext,
+    MethodSpec,
+    ModelStore,
+    batch_size_for,
+    build_reranker,
+    build_scorer,
+    method_names,
+    parse_method,
+)
+from instructrec.eval.metrics import Ties, paired_difference
 from instructrec.eval.protocol import (
     EvalResult,
-    RetrieverScorer,
-    Scorer,
+    Task,
     evaluate,
     full_ranking,
     get_task,
     select_rows,
+    task_inputs,
 )
-from instructrec.eval.queries import QueryProvider, QueryTable, TitleKeywordQueries
+from instructrec.eval.queries import QueryProvider, QueryTable, query_provider
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +68,10 @@ class RetrieverStore:
         self.root = Path(root) if root else None
         self.params, self.refit = params or {}, refit
         self._cache: dict[str, Retriever] = {}
+
+    def preload(self, name: str, model: Retriever) -> None:
+        """Answer `name` with an already fitted retriever (e.g. a saved recommender's own)."""
+        self._cache[name] = model
 
     def __call__(self, name: str) -> Retriever:
         if name in self._cache:
@@ -87,93 +103,155 @@ class RetrieverStore:
         return model
 
 
-ScorerFactory = Callable[["EvalContext"], Scorer]
-SCORERS: dict[str, ScorerFactory] = {}
-"""Extra methods for `instructrec evaluate --method` (e.g. an LLM reranker): name -> factory."""
-
-
-def register_scorer(name: str, factory: ScorerFactory) -> None:
-    """Make `--method NAME` build a scorer with `factory(context)`."""
-    SCORERS[name] = factory
-
-
-@dataclass
-class EvalContext:
-    """What a scorer factory may need."""
-
-    dataset: Dataset
-    split: LeaveOneOutSplit
-    retrievers: RetrieverStore
-    params: dict[str, Any] = field(default_factory=dict)
-
-
-def make_scorer(name: str, ctx: EvalContext) -> Scorer:
-    _import_all()
-    if name in SCORERS:
-        return SCORERS[name](ctx)
-    if name in REGISTRY:
-        return RetrieverScorer(ctx.retrievers(name), ctx.split, name)
-    raise InstructRecError(f"unknown method {name!r}; choose from {sorted(REGISTRY) + sorted(SCORERS)}.")
-
-
-def query_provider(task_name: str, dataset: Dataset, split: LeaveOneOutSplit, queries_file: str | Path | None,
-                   seed: int) -> QueryProvider | None:
-    task = get_task(task_name)
-    if queries_file is not None:
-        return QueryTable.from_jsonl(dataset, split, queries_file)
-    if task.query == "I2":
-        return TitleKeywordQueries(dataset, seed=seed)
-    if task.query is not None:
-        raise InstructRecError(f"task {task.name} {task.aspects} needs {task.query} texts per user: "
-                               "pass --queries FILE (JSONL with user_id and query).")
-    return None
-
-
 @dataclass
 class RunSettings:
-    """Everything needed to reproduce an evaluation run."""
+    """One evaluation run (CLI `instructrec evaluate`, a recipe experiment): every setting that
+    decides its figures."""
 
     methods: list[str]
+    """Methods to evaluate (`eval.methods`): retrievers, llm[:MODEL], llm+RETRIEVER fusions, recommender."""
     task: str = "seqrec"
+    """seqrec <P1,I0,T3> | search <P0,I2,T3> | psearch-i1 <P1,I1,T3> | psearch-i2 <P1,I2,T3> | psearch-p2 <P1,P2,T3>."""
     candidates: str = "random:9"
+    """random:N | hard:RETRIEVER:N | groups:C[:RETRIEVER] | file:PATH (Games-6k.<retriever> format or a saved .npz set)."""
     users: int | None = None
+    """Evaluate a seeded sample of this many test users (None: all)."""
+    valid_users: int = 200
+    """Seeded validation users on which each fused method's LLM weight is fitted (candidates drawn
+    like the test set's: the same spec on the validation targets)."""
     seed: int = 0
+    """Seed of the user samples, negatives, candidate positions and ties."""
     ties: Ties = "random"
+    """Tie-breaking: random (seeded) | pessimistic | optimistic."""
     full_ranking: bool = False
-    queries: str | None = None
+    """Also rank the true item among all items (retrievers only)."""
+    queries: str = "teacher"
+    """Query texts of I1/I2/P2 tasks: teacher (the instruction teacher's, as in training) |
+    title-keywords (I2: categories, else title words) | a JSONL file with user_id and query."""
     batch_size: int = 2048
+    """Users scored per call by retrievers (LLM methods take at most 16)."""
+    model: str | None = None
+    """Model of `llm` methods: `default` (bundled SmolLM2-135M-Instruct), a training output, a model folder."""
+    names: dict[str, str] = field(default_factory=dict)
+    """Optional report label per method string."""
+
+
+def method_specs(settings: RunSettings) -> list[MethodSpec]:
+    specs = [parse_method(m, settings.names.get(m)) for m in settings.methods]
+    method_names(specs)
+    return specs
+
+
+def test_candidates(settings: RunSettings, dataset: Dataset, split: LeaveOneOutSplit, store: RetrieverStore,
+                    queries: QueryProvider | None) -> CandidateSet:
+    """The test candidate set of a run: a seeded user sample (from a file's users for `file:`)."""
+    spec = parse_spec(settings.candidates)
+    if spec.mode == "file":
+        candidates = build_candidates(spec, dataset, split, np.arange(len(split)), settings.seed, store)
+        if settings.users is not None and settings.users < len(candidates):
+            pick = np.random.default_rng(settings.seed).choice(len(candidates), settings.users, replace=False)
+            candidates = candidates.subset(np.sort(pick))
+    else:
+        rows = select_rows(split, settings.users, settings.seed)
+        if isinstance(queries, QueryTable):
+            rows = rows[np.isin(rows, queries.rows())]
+        candidates = build_candidates(spec, dataset, split, rows, settings.seed, store)
+    if isinstance(queries, QueryTable):
+        candidates = candidates.subset(np.isin(candidates.rows, queries.rows()))
+    return candidates
+
+
+def validation_candidates(settings: RunSettings, dataset: Dataset, split: LeaveOneOutSplit,
+                          store: RetrieverStore, size: int) -> CandidateSet:
+    """Validation users' candidates drawn like the test set's (the same spec on the validation
+    targets; a `file:` set, which exists for test users only, becomes `random:size-1`)."""
+    spec = parse_spec(settings.candidates)
+    if spec.mode == "file":
+        spec = parse_spec(f"random:{size - 1}")
+    rows = select_rows(split, settings.valid_users, settings.seed + 1)
+    return build_candidates(spec, dataset, split, rows, settings.seed, store, stage="valid")
+
+
+def fit_method_fusion(method: MethodSpec, ctx: EvalContext, task: Task, valid: CandidateSet,
+                      queries: QueryProvider | None, seed: int = 0) -> float:
+    """Fit a fused method's LLM weight on validation candidates (its own signals, its own task)."""
+    from instructrec.recommender.reranker import fit_fusion
+
+    reranker = build_reranker(method, ctx, task)
+    hists, texts = task_inputs(task, ctx.split, valid.rows, valid.stage, queries, valid.targets())
+    scorer = build_scorer(method, ctx, task, 0.0)
+    qs = scorer.queries(valid.rows, hists, texts)  # type: ignore[attr-defined]
+    return fit_fusion(reranker, qs, valid.items, valid.target_pos, seed=seed)
+
+
+def make_context(dataset: Dataset, split: LeaveOneOutSplit, store: RetrieverStore, model: str | None = None,
+                 recommender: Any = None, aliases: dict[str, str] | None = None) -> EvalContext:
+    """The evaluation context: retrievers from `store`, LLMs loaded on first use."""
+    return EvalContext(dataset, split, store, ModelStore(model, aliases), recommender)
 
 
 def run_evaluation(dataset: Dataset, split: LeaveOneOutSplit, settings: RunSettings, store: RetrieverStore,
-                   candidates: CandidateSet | None = None,
-                   progress: bool = True) -> tuple[list[EvalResult], CandidateSet]:
+                   candidates: CandidateSet | None = None, progress: bool = True,
+                   ctx: EvalContext | None = None,
+                   fusion_weights: dict[str, float] | None = None) -> tuple[list[EvalResult], CandidateSet]:
     """Build (or take) the candidate set once, then evaluate every method on exactly those candidates.
 
     Users: all evaluated users or a seeded sample of `settings.users`; for `file:` candidates the
     sample is drawn from the file's users; with a query file only users that have a query count.
+    Fused methods get their weight from `fusion_weights` (method name -> weight) or fit it on
+    validation users; the weights used are recorded in each result's settings.
     """
-    spec = parse_spec(settings.candidates)
-    queries = query_provider(settings.task, dataset, split, settings.queries, settings.seed)
+    task = get_task(settings.task)
+    specs = method_specs(settings)
+    queries = query_provider(task.query, dataset, split, settings.queries, settings.seed)
     if candidates is None:
-        if spec.mode == "file":
-            candidates = build_candidates(spec, dataset, split, np.arange(len(split)), settings.seed, store)
-            if settings.users is not None and settings.users < len(candidates):
-                pick = np.random.default_rng(settings.seed).choice(len(candidates), settings.users, replace=False)
-                candidates = candidates.subset(np.sort(pick))
-        else:
-            rows = select_rows(split, settings.users, settings.seed)
-            if isinstance(queries, QueryTable):
-                rows = rows[np.isin(rows, queries.rows())]
-            candidates = build_candidates(spec, dataset, split, rows, settings.seed, store)
-    if isinstance(queries, QueryTable):
-        candidates = candidates.subset(np.isin(candidates.rows, queries.rows()))
-    ctx = EvalContext(dataset, split, store)
+        candidates = test_candidates(settings, dataset, split, store, queries)
+    ctx = ctx or make_context(dataset, split, store, settings.model)
+    weights = dict(fusion_weights or {})
+    valid: CandidateSet | None = None
     results = []
-    for method in settings.methods:
-        scorer = make_scorer(method, ctx)
-        results.append(evaluate(scorer, split, candidates, settings.task, queries, spec.group_size, settings.ties,
-                                settings.seed, settings.batch_size, progress))
+    for method in specs:
+        weight = None
+        if method.needs_fusion_weight:
+            if method.name not in weights:
+                valid = valid or validation_candidates(settings, dataset, split, store, candidates.size)
+                valid_queries = query_provider(task.query, dataset, split, settings.queries, settings.seed, "valid")
+                weights[method.name] = fit_method_fusion(method, ctx, task, valid, valid_queries, settings.seed)
+            weight = weights[method.name]
+        scorer = build_scorer(method, ctx, task, weight)
+        spec = parse_spec(settings.candidates)
+        result = evaluate(scorer, split, candidates, task, queries, spec.group_size, settings.ties, settings.seed,
+                          batch_size_for(method, settings.batch_size), progress)
+        result.settings.update({"method": method.text, **({"fusion_weight": weight} if weight is not None else {})})
+        results.append(result)
         if settings.full_ranking and hasattr(scorer, "retriever"):
-            results.append(full_ranking(scorer, split, candidates.rows, settings.task, queries,
+            results.append(full_ranking(scorer, split, candidates.rows, task, queries,
                                         candidates.stage, settings.ties, settings.seed, progress=progress))
     return results, candidates
+
+
+def paired_differences(results: Sequence[EvalResult], metrics: Sequence[str] = ("HR@1", "NDCG@5"),
+                       pairs: Sequence[tuple[str, str]] | None = None) -> list[dict[str, Any]]:
+    """Paired per-user differences (same users, same candidates) between methods of one candidate set:
+    the given `pairs` of method names, else every pair in result order (`a - b`, a listed first)."""
+    by = {r.method: r for r in results if r.candidates != "full"}
+    names = list(by)
+    pairs = pairs if pairs is not None else [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
+    out = []
+    for a, b in pairs:
+        if a in by and b in by:
+            d = paired_difference(by[a].per_user, by[b].per_user, by[a].rows, by[b].rows)
+            out.append({"a": a, "b": b, "users": int(len(by[a].rows)),
+                        **{m: {k: d[m][k] for k in ("mean", "ci_low", "ci_high")} for m in metrics if m in d}})
+    return out
+
+
+def paired_markdown(rows: Sequence[dict[str, Any]], metrics: Sequence[str] = ("HR@1", "NDCG@5")) -> str:
+    if not rows:
+        return ""
+    lines = ["| a - b (paired, 95% CI) | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]
+    for r in rows:
+        cells = [f"{r[m]['mean']:+.4f} [{r[m]['ci_low']:+.4f}, {r[m]['ci_high']:+.4f}]" if m in r else ""
+                 for m in metrics]
+        lines.append(f"| {r['a']} - {r['b']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -31,16 +31,17 @@ from instructrec.data.dataset import Dataset
 from instructrec.errors import DataError, InstructRecError
 from instructrec.instructions.facets import compute_facets
 from instructrec.instructions.render import Renderer
-from instructrec.instructions.schema import Intention, Preference
 from instructrec.instructions.templates import load_templates
+from instructrec.itemlist import ItemList
 from instructrec.model.backend import LoadedModel, load_model
 from instructrec.model.scoring import CandidateScorer, Normalize
-from instructrec.recommender.llm_scorer import standardize
+from instructrec.recommender.reranker import LLMScores, Query, Reranker, RerankSettings
 from instructrec.recommender.results import RecommendedItem, RecommendResult
-from instructrec.recommender.routing import attribute_vocabulary, fit_to_slot, route_request
+from instructrec.recommender.routing import RoutedRequest, attribute_vocabulary, route_request
 
 SETTINGS_FILE = "settings.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""Version 2: fusion weights per aspects key (`fusion`) instead of one `fusion_weight`."""
 _VOCAB_FACETS = ("platform", "genre", "kind", "category", "brand")
 
 
@@ -50,8 +51,9 @@ class RecommenderSettings:
 
     n_candidates: int = 20
     """First-stage pool size the LLM reranks."""
-    fusion_weight: float | None = None
-    """LLM weight in the fused score (fitted on validation users); None = LLM score alone."""
+    fusion: dict[str, float] = field(default_factory=dict)
+    """LLM weight in the fused score per aspects key (e.g. `P1,I0,T3`), each fitted on validation
+    users of that task; a request routed to aspects without a weight is ranked by the LLM alone."""
     normalize: Normalize = "mean"
     """Title log-likelihood: `mean` (length-normalised) or `sum`."""
     history_items: int = 20
@@ -77,6 +79,10 @@ class Recommender:
         self.template_paths = [Path(p) for p in template_paths]
         self.renderer = Renderer(dataset, load_templates(*self.template_paths))
         self.scorer = CandidateScorer(model)
+        retrievers = [(retriever, "history")] + ([(text_retriever, "text")] if text_retriever is not None else [])
+        self.reranker = Reranker(dataset, LLMScores(self.scorer, self.settings.normalize, memo_size=1024),
+                                 retrievers, self.renderer,  # type: ignore[arg-type]
+                                 RerankSettings(self.settings.history_items, dict(self.settings.fusion)))
         facets = compute_facets(dataset)
         names = [v for item in facets.facets for kind, v in item if kind in _VOCAB_FACETS]
         self.vocabulary = attribute_vocabulary([names])
@@ -113,6 +119,19 @@ class Recommender:
         return [(str(self.dataset.item_ids[i]), str(titles[i])) for i in hits[:limit]]
 
     # -- recommending ------------------------------------------------------------------------
+    def query(self, *, user_id: str | None = None, history: Sequence[str] | None = None,
+              request: str | None = None) -> tuple[Query, RoutedRequest]:
+        """Route what the user gave to a reranker query (history from the user id or the items given)."""
+        if user_id is not None and history:
+            raise InstructRecError("give a user id or a history, not both.")
+        if user_id is not None:
+            user = self.dataset.user_index(user_id)
+            hist = self.dataset.sequences[user]
+        else:
+            user, hist = -1, self.resolve_items(history or [])
+        routed = route_request(request, has_history=len(hist) > 0, vocabulary=self.vocabulary)
+        return Query(hist, routed.aspects, routed.intention_text, routed.preference_text, user), routed
+
     def recommend(self, *, user_id: str | None = None, history: Sequence[str] | None = None,
                   request: str | None = None, k: int = 10, candidates: Sequence[str] | None = None,
                   exclude_seen: bool = True) -> RecommendResult:
@@ -120,12 +139,9 @@ class Recommender:
         if k < 1:
             raise InstructRecError("k must be at least 1.")
         notes: list[str] = []
-        if user_id is not None:
-            hist = self.dataset.sequences[self.dataset.user_index(user_id)]
-        else:
-            hist = self.resolve_items(history or [])
         request = (request or "").strip() or None
-        routed = route_request(request, has_history=len(hist) > 0, vocabulary=self.vocabulary)
+        query, routed = self.query(user_id=user_id, history=history, request=request)
+        hist = query.history
         seen = set(hist.tolist()) if exclude_seen else set()
         if candidates:
             pool = [i for i in dict.fromkeys(self.resolve_items(candidates).tolist()) if i not in seen]
@@ -133,36 +149,25 @@ class Recommender:
                 raise InstructRecError("every given candidate is already in the user's history; "
                                        "pass exclude_seen=false to rank them anyway.")
         else:
-            pool = self._retrieve(hist, routed.intention_text or routed.preference_text, seen)
-        if not len(hist) and not request:
+            pool = self._retrieve(hist, query.text, seen)
+        if not query.readable:
             notes.append("cold start: no history and no request, ranked by the first stage alone")
-            return self._first_stage_only(hist, pool, k, routed, notes, request)
-        shown = hist[-self.settings.history_items:]
-        if len(hist) > len(shown):
-            notes.append(f"history cut to the {len(shown)} most recent of {len(hist)} items")
-        template = self.renderer.template_for(routed.aspects)
-        specific = routed.aspects.intention is Intention.SPECIFIC
-        pref = routed.preference_text
-        intent = routed.intention_text
-        instruction = self.renderer.rerank(
-            routed.aspects, history=shown, candidates=pool, template_id=template.id,
-            preference=fit_to_slot(pref, "preference", template.text, False)
-            if pref and Preference.EXPLICIT in routed.aspects.preference else None,
-            intention=fit_to_slot(intent, "intention", template.text, specific) if intent else None,
-        )
-        titles = [str(self.dataset.titles[i]) for i in pool]
-        llm = self.scorer.score([instruction.text], [titles], self.settings.normalize)[0]
-        ret = self._retrieval_scores(hist, routed.intention_text or routed.preference_text, pool)
-        final = llm if self.settings.fusion_weight is None else (
-            self.settings.fusion_weight * standardize(llm[None])[0]
-            + (1 - self.settings.fusion_weight) * standardize(ret[None])[0])
-        order = np.argsort(-final, kind="stable")[:k]
-        items = [RecommendedItem(str(self.dataset.item_ids[pool[j]]), titles[j], float(final[j]), float(llm[j]),
-                                 float(ret[j])) for j in order]
-        if self.scorer.truncated:
+        elif len(hist) > self.settings.history_items:
+            notes.append(f"history cut to the {self.settings.history_items} most recent of {len(hist)} items")
+        key = query.aspects.key()
+        if query.readable and self.settings.fusion and key not in self.settings.fusion:
+            notes.append(f"no fusion weight was fitted for {key}: ranked by the LLM score alone")
+        truncated = self.reranker.llm.truncated if self.reranker.llm is not None else 0
+        ranked = self.reranker.rerank(query, ItemList.of(pool), k)
+        instruction = self.reranker.last_instructions[0]
+        template_id = self.renderer.template_for(query.aspects).id if instruction else ""
+        llm, ret = ranked.columns["llm"], ranked.columns["retrieval"]
+        items = [RecommendedItem(str(self.dataset.item_ids[item]), ranked.titles[j], float(ranked.scores[j]),
+                                 None if np.isnan(llm[j]) else float(llm[j]), float(ret[j]))
+                 for j, item in enumerate(ranked.items)]
+        if self.reranker.llm is not None and self.reranker.llm.truncated > truncated:
             notes.append("instruction cut to the model's context (oldest history dropped)")
-        return RecommendResult(items, instruction.text, routed.aspects.key(), instruction.template_id,
-                               routed.kind, notes)
+        return RecommendResult(items, instruction, key, template_id, routed.kind, notes)
 
     def _retrieve(self, hist: np.ndarray, text: str | None, seen: set[int]) -> list[int]:
         n = self.settings.n_candidates
@@ -176,21 +181,6 @@ class Recommender:
                 if rank < len(ranked) and ranked[rank] not in seen and ranked[rank] not in pool:
                     pool.append(int(ranked[rank]))
         return pool[:n]
-
-    def _retrieval_scores(self, hist: np.ndarray, text: str | None, pool: list[int]) -> np.ndarray:
-        cands = np.asarray([pool], dtype=np.int64)
-        score = standardize(self.retriever.score([hist], cands))[0]
-        if text and self.text_retriever is not None:
-            score = score + standardize(self.text_retriever.score([hist], cands, [text]))[0]
-        return score
-
-    def _first_stage_only(self, hist: np.ndarray, pool: list[int], k: int, routed, notes: list[str],
-                          request: str | None) -> RecommendResult:
-        ret = self._retrieval_scores(hist, request, pool)
-        order = np.argsort(-ret, kind="stable")[:k]
-        items = [RecommendedItem(str(self.dataset.item_ids[pool[j]]), str(self.dataset.titles[pool[j]]),
-                                 float(ret[j]), None, float(ret[j])) for j in order]
-        return RecommendResult(items, "", routed.aspects.key(), "", routed.kind, notes)
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, path: str | Path, model_source: str | Path | None = None) -> Path:
@@ -220,14 +210,8 @@ class Recommender:
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None) -> Recommender:
+        settings = read_settings(path)
         path = Path(path)
-        if not (path / SETTINGS_FILE).is_file():
-            raise InstructRecError(f"{path} is not a saved recommender (no {SETTINGS_FILE}); create one with "
-                                   "`instructrec quickstart` or `Recommender.save`.")
-        raw = json.loads((path / SETTINGS_FILE).read_text())
-        settings = RecommenderSettings(**raw)
-        if settings.version > FORMAT_VERSION:
-            raise InstructRecError(f"{path} was written by a newer instructrec; upgrade to load it.")
         dataset = Dataset.load(path / "data")
         retriever = load_retriever(path / "retriever")
         text = load_retriever(path / "text_retriever") if (path / "text_retriever").exists() else None
@@ -235,3 +219,31 @@ class Recommender:
         model = load_model(model_spec, device=device)
         templates = [path / "templates" / name for name in settings.template_files]
         return cls(dataset, model, retriever, text, settings, templates)
+
+
+def read_settings(path: str | Path) -> RecommenderSettings:
+    """A saved recommender's settings; its format version is checked before anything else is read."""
+    path = Path(path)
+    if not (path / SETTINGS_FILE).is_file():
+        raise InstructRecError(f"{path} is not a saved recommender (no {SETTINGS_FILE}); create one with "
+                               "`instructrec quickstart` or `instructrec run RECIPE`.")
+    try:
+        raw = json.loads((path / SETTINGS_FILE).read_text())
+        version = int(raw.get("version", 0))
+    except (ValueError, TypeError, AttributeError):
+        raise InstructRecError(f"{path / SETTINGS_FILE} is damaged (not a JSON object with a version); "
+                               "save the recommender again.") from None
+    if version > FORMAT_VERSION:
+        raise InstructRecError(f"{path} is a recommender of format {version}, written by a newer instructrec "
+                               f"(this one reads format {FORMAT_VERSION}); upgrade instructrec to load it.")
+    if version < FORMAT_VERSION:
+        raise InstructRecError(f"{path} is a recommender of format {version}; this instructrec reads format "
+                               f"{FORMAT_VERSION} (fusion weights per task). Build it again with the command "
+                               "that made it (`instructrec quickstart --out ...` or `instructrec run RECIPE`): "
+                               "finished stages are reused, only the recommender folder is rewritten.")
+    known = {f.name for f in fields(RecommenderSettings)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise InstructRecError(f"{path / SETTINGS_FILE} has unknown settings {unknown}; it was not written by "
+                               "this version of instructrec.")
+    return RecommenderSettings(**raw)

@@ -1,0 +1,204 @@
+"""Methods the evaluation can judge, by name: retrievers, the LLM, fusions, a saved recommender.
+
+Grammar of a method (CLI `--method`, recipe `methods:`):
+
+    popularity | sasrec | bm25 | ...                 a fitted retriever alone
+    llm | llm:MODEL                                  the LLM reranker alone (MODEL: a model spec,
+                                                     or a recipe's model name; default `--model`)
+    llm[:MODEL]+RET[@ROLE][+RET[@ROLE]...]           the LLM fused with retrievers' signals; the
+                                                     LLM weight is fitted on validation users
+    recommender                                      a saved recommender as a whole (`--recommender`)
+
+ROLE says what a retriever reads (`recommender.reranker.Role`): `history`, `text` (the task's query
+text only) or `auto` (default: the text where the task has one and the retriever reads text, else
+the history). Every LLM-based method runs through `recommender.reranker.Reranker`, the code that
+serves requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from instructrec.data.dataset import Dataset
+from instructrec.data.split import LeaveOneOutSplit
+from instructrec.errors import InstructRecError
+from instructrec.eval.protocol import RetrieverScorer, Scorer, Task
+
+ROLES = ("history", "text", "auto")
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A parsed method (module docstring)."""
+
+    text: str
+    """The method as written."""
+    name: str
+    """Its label in reports (default: the text)."""
+    retriever: str | None = None
+    """A retriever evaluated alone."""
+    llm: str | None = None
+    """The LLM's model key for LLM methods; `""` = the run's default model."""
+    fused: tuple[tuple[str, str], ...] = ()
+    """(retriever, role) pairs fused with the LLM."""
+    recommender: bool = False
+    """The saved recommender as a whole."""
+
+    @property
+    def needs_fusion_weight(self) -> bool:
+        return bool(self.llm is not None and self.fused)
+
+    @property
+    def retrievers(self) -> list[str]:
+        return [self.retriever] if self.retriever else [name for name, _ in self.fused]
+
+
+def parse_method(text: str, name: str | None = None) -> MethodSpec:
+    """Parse a method string; a malformed one is an error that shows the grammar."""
+    text = text.strip()
+    label = name or text
+    usage = ("write RETRIEVER, llm[:MODEL], llm[:MODEL]+RETRIEVER[@history|@text|@auto]... or recommender "
+             "(e.g. sasrec, llm, llm:runs/tuned+sasrec)")
+    if not text:
+        raise InstructRecError(f"empty method; {usage}.")
+    if text == "recommender":
+        return MethodSpec(text, label, recommender=True)
+    head, *rest = text.split("+")
+    if head != "llm" and not head.startswith("llm:"):
+        if rest or "@" in head:
+            raise InstructRecError(f"cannot read method {text!r}: only an LLM method fuses retrievers; {usage}.")
+        return MethodSpec(text, label, retriever=head)
+    model = head[len("llm:"):] if head.startswith("llm:") else ""
+    if head.startswith("llm:") and not model:
+        raise InstructRecError(f"cannot read method {text!r}: `llm:` needs a model; {usage}.")
+    fused = []
+    for part in rest:
+        ret, _, role = part.partition("@")
+        role = role or "auto"
+        if not ret or role not in ROLES:
+            raise InstructRecError(f"cannot read {part!r} in method {text!r}; {usage}.")
+        fused.append((ret, role))
+    return MethodSpec(text, label, llm=model, fused=tuple(fused))
+
+
+class ModelStore:
+    """LLM scorers by model key, each loaded once (with one shared score memo per model).
+
+    `aliases` maps names (a recipe's trained models) to model specs; `default` is the model of a
+    bare `llm` method. Loading is lazy: a run whose LLM results are all cached loads nothing.
+    """
+
+    def __init__(self, default: str | None = None, aliases: dict[str, str] | None = None,
+                 loader: Callable[[str], Any] | None = None, normalize: str = "mean") -> None:
+        self.default, self.aliases, self.normalize = default, dict(aliases or {}), normalize
+        self._loader = loader
+        self._cache: dict[str, Any] = {}
+
+    def spec(self, key: str) -> str:
+        """The model spec behind a key."""
+        if not key:
+            if self.default is None:
+                raise InstructRecError("an LLM method needs a model: pass --model (e.g. --model default or a "
+                                       "training output folder) or write llm:MODEL.")
+            key = self.default
+        return self.aliases.get(key, key)
+
+    def __call__(self, key: str) -> Any:
+        from instructrec.recommender.reranker import LLMScores
+
+        spec = self.spec(key)
+        if spec not in self._cache:
+            if self._loader is not None:
+                scorer = self._loader(spec)
+            else:
+                from instructrec.model.backend import load_model
+                from instructrec.model.scoring import CandidateScorer
+
+                scorer = CandidateScorer(load_model(spec, device="cpu"))
+            self._cache[spec] = LLMScores(scorer, self.normalize)
+        return self._cache[spec]
+
+
+@dataclass
+class EvalContext:
+    """What building a method's scorer may need."""
+
+    dataset: Dataset
+    split: LeaveOneOutSplit
+    retrievers: Callable[[str], Any]
+    """Fitted retriever by name (`eval.runner.RetrieverStore`)."""
+    models: ModelStore
+    recommender: Any = None
+    """A loaded `Recommender` for the `recommender` method."""
+    history_items: int = 20
+    """History items shown to the LLM."""
+    _renderer: Any = None
+
+    @property
+    def renderer(self) -> Any:
+        if self._renderer is None:
+            from instructrec.instructions.render import Renderer
+
+            self._renderer = Renderer(self.dataset)
+        return self._renderer
+
+
+def _role(retriever: Any, role: str, task: Task) -> str:
+    if role != "auto":
+        return role
+    return "auto" if getattr(retriever, "uses_query", False) and task.query is not None else "history"
+
+
+def build_reranker(method: MethodSpec, ctx: EvalContext, task: Task, fusion_weight: float | None = None) -> Any:
+    """The `Reranker` behind an LLM method (or the saved recommender's), for one task."""
+    from instructrec.instructions.schema import Aspects
+    from instructrec.recommender.reranker import Reranker, RerankSettings
+
+    key = Aspects.parse(task.aspects).key()
+    if method.recommender:
+        if ctx.recommender is None:
+            raise InstructRecError("the `recommender` method needs a saved recommender: pass --recommender DIR.")
+        return ctx.recommender.reranker
+    if method.llm is None:
+        raise InstructRecError(f"{method.text} is a retriever, not an LLM method.")
+    retrievers = [(r := ctx.retrievers(name), _role(r, role, task)) for name, role in method.fused]
+    fusion = {key: fusion_weight} if fusion_weight is not None else {}
+    return Reranker(ctx.dataset, ctx.models(method.llm), retrievers, ctx.renderer,  # type: ignore[arg-type]
+                    RerankSettings(ctx.history_items, fusion))
+
+
+def build_scorer(method: MethodSpec, ctx: EvalContext, task: Task, fusion_weight: float | None = None) -> Scorer:
+    """A Scorer (`eval.protocol`) for a method on a task."""
+    from instructrec.recommender.reranker import RerankerScorer
+
+    if method.retriever is not None:
+        from instructrec.candidates.base import REGISTRY, _import_all
+
+        _import_all()
+        if method.retriever not in REGISTRY:
+            raise InstructRecError(f"unknown method {method.retriever!r}; choose a retriever "
+                                   f"({', '.join(sorted(REGISTRY))}), llm, llm+RETRIEVER or recommender.")
+        return RetrieverScorer(ctx.retrievers(method.retriever), ctx.split, method.name)
+    if method.needs_fusion_weight and fusion_weight is None:
+        raise InstructRecError(f"{method.text} fuses the LLM with retrievers: fit its weight first "
+                               "(`eval.runner.fit_method_fusion`).")
+    reranker = build_reranker(method, ctx, task, fusion_weight)
+    users = np.asarray(ctx.split.users)
+    return RerankerScorer(reranker, task.aspects, users, method.name)
+
+
+def batch_size_for(method: MethodSpec, default: int) -> int:
+    """LLM methods score a few users per call (the model runs them as one batch); retrievers many."""
+    return min(default, 16) if (method.llm is not None or method.recommender) else default
+
+
+def method_names(methods: Sequence[MethodSpec]) -> list[str]:
+    names = [m.name for m in methods]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise InstructRecError(f"method names must be unique in one evaluation; repeated: {dup}.")
+    return names

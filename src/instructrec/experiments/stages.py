@@ -1,0 +1,119 @@
+"""Stage folders keyed by the hash of their resolved settings.
+
+Each stage of a recipe run (data, an instruction build, a retriever, a tuned model, a candidate
+set, a fusion weight, a method's per-user results) lives at `<out>/<kind>/<name>-<hash>` where the
+hash covers its resolved settings and the hashes of the stages it reads. Its `stage.json` (or
+`<file>.stage.json` beside a one-file stage) is written last, after the output is complete, and
+holds the settings, their hash and the time it took. A stage is reused only when that record
+exists and its hash matches; anything else (a killed run, changed settings) computes it again, so
+a run can be killed at any point and resumed by running it again, and changing one setting
+re-runs exactly the stages whose settings or inputs it changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from instructrec.atomic import atomic_folder
+
+T = TypeVar("T")
+RECORD = "stage.json"
+
+
+def settings_hash(settings: Any) -> str:
+    """A short stable hash of JSON-able settings."""
+    text = json.dumps(settings, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_")[:80] or "stage"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage: where it lives and what it was computed from."""
+
+    kind: str
+    name: str
+    settings: dict[str, Any]
+    hash: str
+    path: Path
+    """Folder (or file, for one-file stages) holding the output."""
+    file: bool = False
+
+    @property
+    def record(self) -> Path:
+        return self.path / RECORD if not self.file else self.path.with_name(self.path.name + ".stage.json")
+
+    def done(self) -> bool:
+        try:
+            rec = json.loads(self.record.read_text())
+        except (OSError, ValueError):
+            return False
+        return rec.get("hash") == self.hash and rec.get("complete") is True and self.path.exists()
+
+
+class StageLog:
+    """Creates stages under a run folder and records which were computed or reused, with timings."""
+
+    def __init__(self, root: str | Path, say: Callable[[str], None] | None = None) -> None:
+        self.root = Path(root)
+        self.say = say or (lambda _msg: None)
+        self.entries: list[dict[str, Any]] = []
+
+    def stage(self, kind: str, name: str, settings: dict[str, Any], deps: list[Stage | str] = (),
+              suffix: str = "") -> Stage:
+        """The stage for `settings` read from `deps` (stages, or strings such as a model spec)."""
+        full = {"settings": settings, "deps": [d.hash if isinstance(d, Stage) else str(d) for d in deps]}
+        h = settings_hash(full)
+        path = self.root / kind / f"{slug(name)}-{h}{suffix}"
+        return Stage(kind, name, full, h, path, file=bool(suffix))
+
+    def run(self, stage: Stage, compute: Callable[[Path], T], load: Callable[[Path], T]) -> T:
+        """Reuse a finished stage (`load(path)`) or compute it (`compute(path)` writes `path`)."""
+        if stage.done():
+            self.entries.append({"kind": stage.kind, "name": stage.name, "hash": stage.hash,
+                                 "status": "reused", "seconds": 0.0})
+            return load(stage.path)
+        self.say(f"{stage.kind}: {stage.name} ({stage.hash})")
+        started = time.monotonic()
+        stage.path.parent.mkdir(parents=True, exist_ok=True)
+        value = compute(stage.path)
+        seconds = round(time.monotonic() - started, 2)
+        write_record(stage, seconds)
+        self.entries.append({"kind": stage.kind, "name": stage.name, "hash": stage.hash,
+                             "status": "computed", "seconds": seconds})
+        return value
+
+    def folder(self, stage: Stage, fill: Callable[[Path], None], load: Callable[[Path], T]) -> T:
+        """A folder stage written atomically: `fill(tmp)` fills a temporary folder renamed into place."""
+
+        def compute(path: Path) -> T:
+            with atomic_folder(path) as tmp:
+                fill(tmp)
+            return load(path)
+
+        return self.run(stage, compute, load)
+
+    def timings(self) -> dict[str, float]:
+        """Seconds computed per stage kind in this run."""
+        out: dict[str, float] = {}
+        for e in self.entries:
+            out[e["kind"]] = round(out.get(e["kind"], 0.0) + e["seconds"], 2)
+        return out
+
+
+def write_record(stage: Stage, seconds: float) -> None:
+    from instructrec.atomic import atomic_write
+
+    doc = {"kind": stage.kind, "name": stage.name, "hash": stage.hash, "complete": True,
+           "seconds": seconds, **stage.settings}
+    atomic_write(stage.record, json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")

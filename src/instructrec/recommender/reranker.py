@@ -1,0 +1,283 @@
+"""The one reranking path: what is evaluated is what is served.
+
+`Reranker.score_batch(queries, candidates)` takes a batch of users' queries (history and/or
+request texts, already routed to aspects) and their candidate items, and returns one scored
+`ItemList` per user with the named columns it was computed from:
+
+* `retrieval`: the first-stage signal, the sum of per-user z-scores of every retriever that
+  applies to the query (history retrievers read the history, text retrievers the request text);
+* `llm`: the instruction-following LLM's (length-normalised) log-likelihood of each title given
+  the instruction rendered from the query with the same templates and wording as training;
+* `scores`: the final score: the LLM's where no fusion weight was fitted for the query's aspects,
+  else `w * z(llm) + (1 - w) * z(retrieval)` with the weight fitted for those aspects on validation
+  users (`fit_fusion`); the retrieval signal alone when there is no LLM or nothing to read.
+
+`Recommender.recommend` calls it for one user; the evaluation harness calls it for a batch of
+users through `RerankerScorer`; both render, score and fuse with this code and nothing else.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from instructrec.data.dataset import Dataset
+from instructrec.errors import InstructRecError
+from instructrec.eval.metrics import target_ranks
+from instructrec.instructions.render import Renderer
+from instructrec.instructions.schema import Aspects, Intention, Preference
+from instructrec.itemlist import ItemList
+from instructrec.recommender.routing import fit_to_slot
+
+log = logging.getLogger(__name__)
+
+Role = Literal["history", "text", "auto"]
+"""How a retriever reads a query: `history` (its items; skipped for an empty history), `text`
+(the request text; skipped without one) or `auto` (the text where there is one, else the history)."""
+
+
+@dataclass(frozen=True)
+class Query:
+    """What one user asks for, routed to aspects."""
+
+    history: np.ndarray
+    """Item indices the user interacted with, oldest first (may be empty)."""
+    aspects: Aspects
+    """The instruction's aspects (e.g. P1,I2,T3)."""
+    intention: str | None = None
+    """The need as the user wrote it (I1/I2), if any."""
+    preference: str | None = None
+    """An explicit preference as the user wrote it (P2), if any."""
+    user: int = -1
+    """Dataset user index for models with user vectors; -1 when unknown."""
+
+    @property
+    def text(self) -> str | None:
+        """What a text retriever reads: the intention, else the stated preference."""
+        return self.intention or self.preference
+
+    @property
+    def readable(self) -> bool:
+        """Whether an LLM instruction can be written: something to show (history or text)."""
+        return len(self.history) > 0 or self.text is not None
+
+
+def task_query(aspects: Aspects, history: np.ndarray, text: str | None, user: int = -1) -> Query:
+    """The query of an evaluation task: `text` is its intention (I1/I2) or else its preference (P2)."""
+    has_intention = aspects.intention is not Intention.NONE
+    has_pref = Preference.EXPLICIT in aspects.preference
+    return Query(np.asarray(history, dtype=np.int64), aspects,
+                 intention=text if has_intention else None,
+                 preference=text if has_pref and not has_intention else None, user=user)
+
+
+def standardize(scores: np.ndarray) -> np.ndarray:
+    """Per-row z-scores (a constant row becomes zeros); -inf/NaN are treated as the row minimum."""
+    s = np.asarray(scores, dtype=np.float64)
+    finite = np.where(np.isfinite(s), s, np.nan)
+    low = np.nanmin(np.where(np.isnan(finite), np.inf, finite), axis=1, keepdims=True)
+    low = np.where(np.isfinite(low), low, 0.0)
+    s = np.where(np.isfinite(s), s, low)
+    std = s.std(axis=1, keepdims=True)
+    return (s - s.mean(axis=1, keepdims=True)) / np.where(std > 0, std, 1.0)
+
+
+def fuse(llm_scores: np.ndarray, retrieval_scores: np.ndarray, weight: float) -> np.ndarray:
+    """`weight * z(llm) + (1 - weight) * z(retrieval)` per row."""
+    return weight * standardize(llm_scores) + (1.0 - weight) * standardize(retrieval_scores)
+
+
+FUSION_GRID = tuple(float(w) for w in np.round(np.linspace(0, 1, 21), 2))
+
+
+def fit_fusion_weight(llm_scores: np.ndarray, retrieval_scores: np.ndarray, target_pos: np.ndarray,
+                      grid: Sequence[float] = FUSION_GRID, seed: int = 0) -> float:
+    """The LLM weight with the best mean NDCG@5 (ties: MRR, then the smaller weight) on validation users.
+
+    Scores are computed once per signal; only the mix is searched, so fitting costs nothing
+    beyond scoring the validation candidates.
+    """
+    best: tuple[float, float, float] | None = None
+    best_w = 0.5
+    for w in grid:
+        ranks = target_ranks(fuse(llm_scores, retrieval_scores, float(w)), target_pos, "random", seed)
+        ndcg = float(np.where(ranks <= 5, 1.0 / np.log2(ranks + 1), 0.0).mean())
+        mrr = float((1.0 / ranks).mean())
+        key = (ndcg, mrr, -float(w))
+        if best is None or key > best:
+            best, best_w = key, float(w)
+    log.info("fusion weight %.2f (validation NDCG@5 %.4f)", best_w, best[0] if best else float("nan"))
+    return best_w
+
+
+class LLMScores:
+    """An LLM scorer plus a bounded memo of instruction -> candidate scores.
+
+    Evaluation scores the same users and candidates with the LLM alone and fused; the memo makes
+    the second pass free. The bound keeps a long-running server's memory flat.
+    """
+
+    def __init__(self, scorer: Any, normalize: str = "mean", memo_size: int = 100_000) -> None:
+        self.scorer, self.normalize, self.memo_size = scorer, normalize, memo_size
+        self._memo: OrderedDict[tuple[str, tuple[str, ...]], np.ndarray] = OrderedDict()
+
+    @property
+    def truncated(self) -> int:
+        return int(self.scorer.truncated)
+
+    def __call__(self, instructions: Sequence[str], titles: Sequence[Sequence[str]]) -> list[np.ndarray]:
+        keys = [(text, tuple(t)) for text, t in zip(instructions, titles, strict=True)]
+        todo = list(dict.fromkeys(k for k in keys if k not in self._memo))
+        if todo:
+            scores = self.scorer.score([k[0] for k in todo], [list(k[1]) for k in todo], self.normalize)
+            for key, value in zip(todo, scores, strict=True):
+                self._memo[key] = np.asarray(value, dtype=np.float64)
+        out = []
+        for key in keys:
+            self._memo.move_to_end(key)
+            out.append(self._memo[key])
+        while len(self._memo) > self.memo_size:
+            self._memo.popitem(last=False)
+        return out
+
+
+@dataclass
+class RerankSettings:
+    """How the reranker renders and mixes."""
+
+    history_items: int = 20
+    """Most recent history items shown to the LLM (the paper's 20)."""
+    fusion: dict[str, float] = field(default_factory=dict)
+    """LLM weight per aspects key (e.g. `P1,I0,T3`: 0.3), fitted on validation users of that task;
+    aspects without a weight are ranked by the LLM alone."""
+
+
+class Reranker:
+    """Scores candidate items for routed queries: first-stage signal, LLM, fusion (module docstring)."""
+
+    def __init__(self, dataset: Dataset, llm: LLMScores | None = None,
+                 retrievers: Sequence[tuple[Any, Role]] = (), renderer: Renderer | None = None,
+                 settings: RerankSettings | None = None) -> None:
+        self.dataset = dataset
+        self.llm = llm
+        self.retrievers = list(retrievers)
+        self.renderer = renderer or Renderer(dataset)
+        self.settings = settings or RerankSettings()
+
+    # -- the parts ---------------------------------------------------------------------------
+    def instruction(self, query: Query, candidates: Sequence[int]) -> Any:
+        """The T3 instruction for a query: the template of its aspects, texts fitted to the slot."""
+        template = self.renderer.template_for(query.aspects)
+        specific = query.aspects.intention is Intention.SPECIFIC
+        pref = query.preference if Preference.EXPLICIT in query.aspects.preference else None
+        intent = query.intention if query.aspects.intention is not Intention.NONE else None
+        shown = query.history[-self.settings.history_items:] if self.settings.history_items else query.history
+        return self.renderer.rerank(
+            query.aspects, history=shown, candidates=list(candidates), template_id=template.id,
+            preference=fit_to_slot(pref, "preference", template.text, False) if pref else None,
+            intention=fit_to_slot(intent, "intention", template.text, specific) if intent else None,
+        )
+
+    def retrieval_scores(self, queries: Sequence[Query], candidates: np.ndarray) -> np.ndarray:
+        """Sum of per-user z-scores of the retrievers that apply to each query (zeros if none)."""
+        total = np.zeros(candidates.shape, dtype=np.float64)
+        users = np.asarray([q.user for q in queries], dtype=np.int64)
+        for retriever, role in self.retrievers:
+            texts = [q.text if role != "history" else None for q in queries]
+            by_text = np.asarray([t is not None for t in texts])
+            by_hist = np.asarray([role != "text" and len(q.history) > 0 for q in queries]) & ~by_text
+            for rows, with_text in ((np.flatnonzero(by_text), True), (np.flatnonzero(by_hist), False)):
+                if not len(rows):
+                    continue
+                scores = retriever.score([queries[i].history for i in rows], candidates[rows],
+                                         [texts[i] for i in rows] if with_text else None, users=users[rows])
+                total[rows] += standardize(np.asarray(scores, dtype=np.float64))
+        return total
+
+    def llm_scores(self, queries: Sequence[Query], candidates: np.ndarray) -> tuple[np.ndarray, list[str]]:
+        """LLM scores (NaN rows where nothing can be read) and the instructions (empty where none)."""
+        out = np.full(candidates.shape, np.nan)
+        texts = [""] * len(queries)
+        if self.llm is None:
+            return out, texts
+        rows = [i for i, q in enumerate(queries) if q.readable]
+        for i in rows:
+            texts[i] = self.instruction(queries[i], candidates[i]).text
+        if rows:
+            titles = [[str(self.dataset.titles[int(j)]) for j in candidates[i]] for i in rows]
+            for i, scores in zip(rows, self.llm([texts[i] for i in rows], titles), strict=True):
+                out[i] = scores
+        return out, texts
+
+    def final_scores(self, queries: Sequence[Query], llm: np.ndarray, retrieval: np.ndarray) -> np.ndarray:
+        out = np.empty_like(retrieval)
+        for i, q in enumerate(queries):
+            if np.isnan(llm[i]).all():
+                out[i] = retrieval[i]
+                continue
+            weight = self.settings.fusion.get(q.aspects.key())
+            out[i] = llm[i] if weight is None else fuse(llm[i : i + 1], retrieval[i : i + 1], weight)[0]
+        return out
+
+    # -- the path ----------------------------------------------------------------------------
+    def score_batch(self, queries: Sequence[Query], candidates: np.ndarray) -> list[ItemList]:
+        """One scored `ItemList` per query (candidates in the given order; `.ranked()` sorts)."""
+        candidates = np.asarray(candidates, dtype=np.int64)
+        if candidates.ndim != 2 or len(candidates) != len(queries):
+            raise InstructRecError(f"candidates must be a ({len(queries)}, C) array of item indices, "
+                                   f"not shape {candidates.shape}.")
+        if candidates.size and (candidates.min() < 0 or candidates.max() >= self.dataset.n_items):
+            raise InstructRecError("a candidate is not an item index of this dataset "
+                                   f"(0..{self.dataset.n_items - 1}).")
+        retrieval = self.retrieval_scores(queries, candidates)
+        llm, texts = self.llm_scores(queries, candidates)
+        final = self.final_scores(queries, llm, retrieval)
+        self.last_instructions = texts
+        return [ItemList(candidates[i], final[i], [str(self.dataset.titles[int(j)]) for j in candidates[i]],
+                         {"llm": llm[i], "retrieval": retrieval[i]}) for i in range(len(queries))]
+
+    def rerank(self, query: Query, candidates: ItemList, k: int | None = None) -> ItemList:
+        """One user's candidates, scored and ranked best first (the serving call)."""
+        return self.score_batch([query], candidates.items[None, :])[0].ranked(k)
+
+    def with_fusion(self, fusion: dict[str, float]) -> Reranker:
+        """The same parts with other fusion weights (e.g. fitted ones)."""
+        return Reranker(self.dataset, self.llm, self.retrievers, self.renderer,
+                        RerankSettings(self.settings.history_items, dict(fusion)))
+
+
+def fit_fusion(reranker: Reranker, queries: Sequence[Query], candidates: np.ndarray, target_pos: np.ndarray,
+               seed: int = 0, batch_size: int = 64) -> float:
+    """The LLM weight for `reranker`'s signals that ranks validation targets best (NDCG@5)."""
+    if reranker.llm is None or not reranker.retrievers:
+        raise InstructRecError("fusing needs an LLM and at least one retriever.")
+    llm, ret = [], []
+    for start in range(0, len(queries), batch_size):
+        sl = slice(start, start + batch_size)
+        ret.append(reranker.retrieval_scores(queries[sl], candidates[sl]))
+        llm.append(reranker.llm_scores(queries[sl], candidates[sl])[0])
+    return fit_fusion_weight(np.concatenate(llm), np.concatenate(ret), target_pos, seed=seed)
+
+
+class RerankerScorer:
+    """The evaluation harness's Scorer protocol (`eval.protocol`) over a `Reranker` for one task."""
+
+    def __init__(self, reranker: Reranker, aspects: str | Aspects, users: np.ndarray, name: str) -> None:
+        self.reranker, self.name = reranker, name
+        self.aspects = Aspects.parse(aspects) if isinstance(aspects, str) else aspects
+        self.users = users
+        """Dataset user index per split row (`split.users`)."""
+
+    def queries(self, rows: np.ndarray, histories: Sequence[np.ndarray], texts: Sequence[str] | None) -> list[Query]:
+        return [task_query(self.aspects, histories[i], texts[i] if texts is not None else None,
+                           int(self.users[int(rows[i])])) for i in range(len(rows))]
+
+    def score(self, rows: np.ndarray, histories: Sequence[np.ndarray], candidates: np.ndarray,
+              queries: Sequence[str] | None) -> np.ndarray:
+        lists = self.reranker.score_batch(self.queries(rows, histories, queries), candidates)
+        return np.stack([x.scores for x in lists]) if lists else np.zeros(candidates.shape)
