@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from instructrec.atomic import atomic_write
 from instructrec.data.dataset import Dataset
 from instructrec.data.split import LeaveOneOutSplit, leave_one_out
 from instructrec.eval.candidate_sets import CandidateSet, build_candidates
@@ -124,7 +125,7 @@ def _run_experiment(ctx: _Context, name: str, task_name: str, spec: str, extra: 
         # Fitted on validation users with 1 + 9 random candidates (also for the hard-negative set).
         weight = fit_weight_on_validation(llm, retr, dataset, split, ctx.valid_rows,
                                           QuickstartSettings(out=a.out, seed=a.seed), ctx.teacher, task_name)
-        _write_json(weight_file, {"weight": weight, "valid_users": int(a.valid_users)})
+        atomic_write(weight_file, json.dumps({"weight": weight, "valid_users": int(a.valid_users)}))
     weight = json.loads(weight_file.read_text())["weight"]
 
     def held_out() -> Scorer:
@@ -191,18 +192,11 @@ class _Models:
         return CandidateScorer(load_model(str(self._adapter), device="cpu"))
 
 
-def _write_json(path: Path, doc: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(doc))
-    tmp.replace(path)
-
-
 def _save_result(path: Path, res: EvalResult) -> None:
     """Per-method resume cache: an LLM pass over 1,000 users takes ~20 min on the 2-core CPU."""
-    _write_json(path, {"method": res.method, "task": res.task, "candidates": res.candidates,
-                       "rows": res.rows.tolist(), "ranks": res.ranks.tolist(), "seconds": res.seconds,
-                       "per_user": {k: v.tolist() for k, v in res.per_user.items()}})
+    atomic_write(path, json.dumps({"method": res.method, "task": res.task, "candidates": res.candidates,
+                                   "rows": res.rows.tolist(), "ranks": res.ranks.tolist(), "seconds": res.seconds,
+                                   "per_user": {k: v.tolist() for k, v in res.per_user.items()}}))
 
 
 def _load_result(path: Path) -> EvalResult | None:
