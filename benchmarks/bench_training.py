@@ -65,8 +65,9 @@ def run_variant(variant: str, steps: int, batch_size: int, max_prompt: int) -> d
 
     from instructrec.model import PromptEncoder, PromptSettings, load_model
     from instructrec.training.collate import InstructionCollator
+    from instructrec.training.compat import sampling_args
     from instructrec.training.data import tokenize_records
-    from instructrec.training.trainer import InstructionTrainer, TrainSettings, _sampling_args, build_model
+    from instructrec.training.trainer import InstructionTrainer, TrainSettings, build_model
 
     torch.manual_seed(0)
     loaded = load_model("default", device="cpu", dtype="float32")
@@ -81,14 +82,12 @@ def run_variant(variant: str, steps: int, batch_size: int, max_prompt: int) -> d
         args = TrainingArguments(
             output_dir=tmp, per_device_train_batch_size=batch_size, max_steps=steps, learning_rate=2e-4,
             logging_steps=steps, save_strategy="no", report_to="none", remove_unused_columns=False, seed=0,
-            disable_tqdm=True, **_sampling_args(variant == "ours"),
+            disable_tqdm=True, **sampling_args(variant == "ours"),
         )
         common = dict(model=model, args=args, train_dataset=feats, callbacks=[timer.callback])
         if variant == "ours":
-            trainer = InstructionTrainer(
-                **common, data_collator=InstructionCollator(loaded.tokenizer.pad_token_id, "causal"),
-                kind="causal", tokenizer=loaded.tokenizer, hr_records=[], prompt=prompt, eval_normalize="mean",
-            )
+            trainer = InstructionTrainer(**common, data_collator=InstructionCollator(loaded.tokenizer.pad_token_id, "causal"),
+                                         kind="causal")
         else:
             collator = InstructionCollator(loaded.tokenizer.pad_token_id, "causal", max_length=max_prompt + 32)
             trainer = Trainer(**common, data_collator=collator)

@@ -1,12 +1,50 @@
-"""Write a folder so that readers see the old one or the complete new one, never half of either."""
+"""Write a file or a folder so that readers see the old one or the complete new one, never half of either.
+
+The new content goes to a hidden temporary sibling (same folder, so the rename stays on one file
+system), which then replaces the target with `os.replace`. On any exception the temporary is
+removed and the target is left as it was.
+"""
 
 from __future__ import annotations
 
 import os
 import shutil
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+
+def _temp_sibling(path: Path) -> Path:
+    """A hidden name next to `path`, unique per process and call (threads may write the same file)."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+@contextmanager
+def atomic_file(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path for a writer that wants a file name (`torch.save`, an open handle);
+    on success the file is fsynced and renamed onto `path`.
+
+    The temporary name does not end in `path`'s suffix: writers that add a missing suffix
+    (`np.savez(name)`) should be given an open handle instead.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_sibling(path)
+    try:
+        yield tmp
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write(path: str | Path, data: str | bytes, encoding: str = "utf-8") -> Path:
+    """Write `data` (text in `encoding`, or bytes) to `path` atomically; returns `path`."""
+    with atomic_file(path) as tmp:
+        tmp.write_bytes(data.encode(encoding) if isinstance(data, str) else data)
+    return Path(path)
 
 
 @contextmanager
@@ -36,18 +74,3 @@ def atomic_folder(path: str | Path, replaceable: Callable[[Path], bool] | None =
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
-
-def atomic_write(path: str | Path, data: str | bytes) -> Path:
-    """Write a file so that readers see the old content or the complete new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data.encode("utf-8") if isinstance(data, str) else data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path

@@ -83,7 +83,7 @@ def test_download_unzip_and_load(tmp_path, local_server):
     out = tmp_path / "data"
     (path,) = download(Remote.movielens_100k, out, mirror=url)
     assert path == out / "ml-100k.zip" and path.read_bytes() == (root / "ml-100k.zip").read_bytes()
-    assert not list(out.glob(".*.part"))
+    assert not list(out.glob(".*"))  # no temporary file left
     ds = load_grouplens(out / "ml-100k")
     assert (ds.n_users, ds.n_items, ds.n_interactions) == (3, 4, 12)
     item = ds.items.iloc[ds.item_index("4")]

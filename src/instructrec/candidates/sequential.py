@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from instructrec.atomic import atomic_file
 from instructrec.candidates.base import STATE_FILE, Retriever
 from instructrec.candidates.training_data import Validator, training_sequences
 from instructrec.data.dataset import Dataset
@@ -179,11 +180,9 @@ class SequentialRetriever(Retriever):
 
     def _checkpoint(self, path: Path, opt: torch.optim.Optimizer, rng: np.random.Generator, st: dict) -> None:
         """Everything needed to continue training after an interruption (written atomically)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save({"settings": self._resume_key(), "net": self.net.state_dict(), "opt": opt.state_dict(),
-                    "rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state(), **st}, tmp)
-        tmp.replace(path)
+        with atomic_file(path) as tmp:
+            torch.save({"settings": self._resume_key(), "net": self.net.state_dict(), "opt": opt.state_dict(),
+                        "rng": json.dumps(rng.bit_generator.state), "torch_rng": torch.get_rng_state(), **st}, tmp)
 
     def _resume(self, path: Path, opt: torch.optim.Optimizer, rng: np.random.Generator) -> dict:
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -15,6 +15,8 @@ from instructrec.errors import DataError
 from instructrec.model.backend import META_FILE, ModelKind
 from instructrec.model.prompt import PromptSettings
 from instructrec.model.scoring import DEFAULT_NORMALIZE, Normalize
+from instructrec.settings_docs import default, doc
+from instructrec.training.settings import TrainSettings
 
 MODEL_HELP = "'default' (bundled SmolLM2-135M-Instruct), a model folder, a training output, a .gguf file or a hub id."
 
@@ -29,38 +31,72 @@ def _prompt_settings(model: str, max_prompt_tokens: int | None) -> PromptSetting
     return settings
 
 
+def _option(cls: type, name: str, *param_decls: str, extra: str = "", **kwargs: Any) -> Any:
+    """A typer option whose help text is the docstring of field `cls.name` (its default is the
+    field's too: `= default(cls, name)`)."""
+    return typer.Option(*param_decls, help=doc(cls, name, extra), **kwargs)
+
+
+T, P = TrainSettings, PromptSettings
+
+
 def train_cmd(
     model: Annotated[str, typer.Option(help=f"Model to tune: {MODEL_HELP}")] = "default",
     instructions: Annotated[Path, typer.Option(help="Instruction data: a folder or file of JSONL/Parquet records.")] = ...,
-    out: Annotated[Path, typer.Option(help="Output folder (checkpoints, final model or adapter).")] = ...,
+    out: Annotated[Path, _option(T, "out_dir", "--out")] = ...,
     valid: Annotated[Path | None, typer.Option(
         help="Validation instructions (all records used); default: the 'valid' records of --instructions.")] = None,
-    lora: Annotated[bool, typer.Option("--lora/--full", help="Train a LoRA adapter, or all weights.")] = False,
-    lora_r: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
-    steps: Annotated[int, typer.Option(help="Optimizer steps (> 0 overrides --epochs).")] = -1,
-    epochs: Annotated[float, typer.Option(help="Passes over the training records.")] = 1.0,
-    lr: Annotated[float | None, typer.Option(help="Peak learning rate (default 2e-4 LoRA, 5e-5 full).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Examples per device per forward pass.")] = 8,
-    grad_accum: Annotated[int, typer.Option(help="Forward passes per optimizer step.")] = 1,
-    eval_steps: Annotated[int, typer.Option(help="Evaluate (validation HR@1) and checkpoint every N steps.")] = 200,
-    max_eval_examples: Annotated[int, typer.Option(help="Validation reranking records scored per evaluation.")] = 200,
-    precision: Annotated[str, typer.Option(help="auto | fp32 | bf16 | fp16 (auto: bf16/fp16 on GPU, fp32 on CPU).")] = "auto",
-    max_prompt_tokens: Annotated[int, typer.Option(help="Instruction length limit; longer ones lose history.")] = 512,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
-    resume: Annotated[bool, typer.Option("--resume/--no-resume", help="Continue from the last checkpoint in --out.")] = True,
-    gradient_checkpointing: Annotated[bool, typer.Option(help="Trade compute for memory.")] = False,
+    lora: Annotated[bool, _option(T, "lora", "--lora/--full")] = default(T, "lora"),
+    lora_r: Annotated[int, _option(T, "lora_r")] = default(T, "lora_r"),
+    lora_alpha: Annotated[int | None, _option(T, "lora_alpha")] = default(T, "lora_alpha"),
+    lora_dropout: Annotated[float, _option(T, "lora_dropout")] = default(T, "lora_dropout"),
+    lora_targets: Annotated[str, _option(T, "lora_targets", extra="Names: comma-separated, e.g. q_proj,v_proj.")]
+        = default(T, "lora_targets"),
+    steps: Annotated[int, _option(T, "max_steps", "--steps")] = default(T, "max_steps"),
+    epochs: Annotated[float, _option(T, "epochs")] = default(T, "epochs"),
+    lr: Annotated[float | None, _option(T, "learning_rate", "--lr")] = default(T, "learning_rate"),
+    lora_learning_rate: Annotated[float, _option(T, "lora_learning_rate")] = default(T, "lora_learning_rate"),
+    full_learning_rate: Annotated[float, _option(T, "full_learning_rate")] = default(T, "full_learning_rate"),
+    lr_scheduler: Annotated[str, _option(T, "lr_scheduler")] = default(T, "lr_scheduler"),
+    warmup: Annotated[float, _option(T, "warmup")] = default(T, "warmup"),
+    weight_decay: Annotated[float, _option(T, "weight_decay")] = default(T, "weight_decay"),
+    batch_size: Annotated[int, _option(T, "batch_size")] = default(T, "batch_size"),
+    eval_batch_size: Annotated[int | None, _option(T, "eval_batch_size")] = default(T, "eval_batch_size"),
+    grad_accum: Annotated[int, _option(T, "grad_accum")] = default(T, "grad_accum"),
+    eval_steps: Annotated[int, _option(T, "eval_steps")] = default(T, "eval_steps"),
+    max_eval_examples: Annotated[int, _option(T, "max_eval_examples")] = default(T, "max_eval_examples"),
+    eval_normalize: Annotated[str, _option(T, "eval_normalize")] = default(T, "eval_normalize"),
+    precision: Annotated[str, _option(T, "precision")] = default(T, "precision"),
+    gpu_pad_multiple: Annotated[int | None, _option(T, "gpu_pad_multiple")] = default(T, "gpu_pad_multiple"),
+    group_by_length: Annotated[bool, _option(T, "group_by_length")] = default(T, "group_by_length"),
+    gradient_checkpointing: Annotated[bool, _option(T, "gradient_checkpointing")] = default(T, "gradient_checkpointing"),
+    save_total_limit: Annotated[int, _option(T, "save_total_limit")] = default(T, "save_total_limit"),
+    logging_steps: Annotated[int, _option(T, "logging_steps")] = default(T, "logging_steps"),
+    seed: Annotated[int, _option(T, "seed")] = default(T, "seed"),
+    resume: Annotated[bool, _option(T, "resume", "--resume/--no-resume")] = default(T, "resume"),
+    max_prompt_tokens: Annotated[int, _option(P, "max_prompt_tokens")] = default(P, "max_prompt_tokens"),
+    max_answer_tokens: Annotated[int, _option(P, "max_answer_tokens")] = default(P, "max_answer_tokens"),
+    keep_head_tokens: Annotated[int, _option(P, "keep_head_tokens")] = default(P, "keep_head_tokens"),
+    chat_template: Annotated[bool | None, _option(P, "use_chat_template", "--chat-template/--no-chat-template")]
+        = default(P, "use_chat_template"),
     kind: Annotated[ModelKind | None, typer.Option(help="Force the backend: seq2seq or causal.")] = None,
 ) -> None:
     """Instruction-tune a model (full or LoRA); runs unchanged under `accelerate launch`."""
-    from instructrec.training import TrainSettings, train
+    from instructrec.training import train
 
-    if precision not in ("auto", "fp32", "bf16", "fp16"):
-        raise DataError(f"--precision must be auto, fp32, bf16 or fp16, not {precision!r}")
+    targets = [t.strip() for t in lora_targets.split(",") if t.strip()]
+    prompt = PromptSettings(max_prompt_tokens=max_prompt_tokens, max_answer_tokens=max_answer_tokens,
+                            keep_head_tokens=keep_head_tokens, use_chat_template=chat_template)
     settings = TrainSettings(
-        out_dir=str(out), lora=lora, lora_r=lora_r, lora_alpha=2 * lora_r, max_steps=steps, epochs=epochs,
-        learning_rate=lr, batch_size=batch_size, grad_accum=grad_accum, eval_steps=eval_steps,
-        max_eval_examples=max_eval_examples, precision=precision, seed=seed, resume=resume,  # type: ignore[arg-type]
-        gradient_checkpointing=gradient_checkpointing, prompt=PromptSettings(max_prompt_tokens=max_prompt_tokens),
+        out_dir=str(out), lora=lora, lora_r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
+        lora_targets=lora_targets if lora_targets == default(T, "lora_targets") else targets,
+        max_steps=steps, epochs=epochs, learning_rate=lr, lora_learning_rate=lora_learning_rate,
+        full_learning_rate=full_learning_rate, lr_scheduler=lr_scheduler, warmup=warmup, weight_decay=weight_decay,
+        batch_size=batch_size, eval_batch_size=eval_batch_size, grad_accum=grad_accum, eval_steps=eval_steps,
+        max_eval_examples=max_eval_examples, eval_normalize=eval_normalize,  # type: ignore[arg-type]
+        precision=precision, gpu_pad_multiple=gpu_pad_multiple,  # type: ignore[arg-type]
+        group_by_length=group_by_length, gradient_checkpointing=gradient_checkpointing,
+        save_total_limit=save_total_limit, logging_steps=logging_steps, seed=seed, resume=resume, prompt=prompt,
     )
     start = time.perf_counter()
     result = train(model, instructions, settings, kind=kind, valid=valid)

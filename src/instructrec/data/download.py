@@ -10,7 +10,6 @@ them.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import zipfile
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from pathlib import Path
 import httpx
 from tqdm import tqdm
 
+from instructrec.atomic import atomic_file
 from instructrec.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -76,19 +76,17 @@ def _manual_hint(files: list[RemoteFile], out: Path) -> str:
 
 
 def fetch(file: RemoteFile, out: Path, client: httpx.Client) -> Path:
-    """Stream one file to `out/.name.part`, then rename it to `out/name`."""
+    """Stream one file to a temporary sibling, then rename it to `out/name` (none left on failure)."""
     dest = out / file.name
-    part = out / f".{file.name}.part"
     with client.stream("GET", file.url) as response:
         if response.status_code != 200:
             raise DataError(f"{file.url} answered HTTP {response.status_code}")
         total = int(response.headers.get("content-length", 0)) or None
-        with part.open("wb") as handle, tqdm(total=total, unit="B", unit_scale=True, desc=file.name,
-                                             disable=None) as bar:
+        with atomic_file(dest) as part, part.open("wb") as handle, \
+                tqdm(total=total, unit="B", unit_scale=True, desc=file.name, disable=None) as bar:
             for chunk in response.iter_bytes(1 << 20):
                 handle.write(chunk)
                 bar.update(len(chunk))
-    os.replace(part, dest)
     return dest
 
 
@@ -112,7 +110,6 @@ def download(remote: Remote | str, out: str | Path, *, category: str | None = No
                 try:
                     fetch(file, out, client)
                 except (httpx.TransportError, DataError) as exc:
-                    (out / f".{file.name}.part").unlink(missing_ok=True)
                     raise DataError(
                         f"cannot download {file.url} ({type(exc).__name__}: {exc}); without internet access "
                         f"{_manual_hint(files, out)}, then run `instructrec data prepare`."

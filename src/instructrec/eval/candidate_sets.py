@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from instructrec.atomic import atomic_file
 from instructrec.data.dataset import Dataset
 from instructrec.data.split import LeaveOneOutSplit, Split
 from instructrec.errors import DataError, InstructRecError
@@ -77,13 +78,10 @@ class CandidateSet:
         path = Path(path)
         if path.suffix != ".npz":
             path = path.with_suffix(".npz")
-        path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"format": FORMAT, "spec": self.spec, "seed": self.seed, "stage": self.stage, "info": self.info}
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "wb") as fh:
+        with atomic_file(path) as tmp, open(tmp, "wb") as fh:
             np.savez_compressed(fh, rows=self.rows, items=self.items, target_pos=self.target_pos,
                                 meta=np.array(json.dumps(meta)))
-        tmp.replace(path)
         return path
 
     @classmethod

@@ -4,7 +4,6 @@ and the per-user values (Parquet) behind every mean."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from instructrec.atomic import atomic_write
 from instructrec.eval.protocol import EvalResult
 
 CHART_METRICS = ("HR@1", "HR@3", "HR@5", "NDCG@3", "NDCG@5", "MRR")
@@ -81,9 +81,9 @@ def write_report(results: Sequence[EvalResult], out_dir: str | Path, settings: d
     paths = {"json": out / "results.json", "markdown": out / "results.md", "chart": out / "results.png",
              "per_user": out / "per_user.parquet"}
     doc = {"settings": settings, "results": [result_record(r) for r in results]}
-    _atomic_write(paths["json"], json.dumps(doc, indent=2, default=_plain) + "\n")
-    _atomic_write(paths["markdown"], (f"## {title}\n\n" if title else "") + markdown_table(results)
-                  + (f"\n{extra_markdown}" if extra_markdown else ""))
+    atomic_write(paths["json"], json.dumps(doc, indent=2, default=_plain) + "\n")
+    atomic_write(paths["markdown"], (f"## {title}\n\n" if title else "") + markdown_table(results)
+                 + (f"\n{extra_markdown}" if extra_markdown else ""))
     frames = []
     for r in results:
         frame = pd.DataFrame({"method": r.method, "task": r.task, "candidates": r.candidates,
@@ -103,9 +103,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     raise TypeError(f"not JSON serialisable: {type(value)}")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    tmp.replace(path)

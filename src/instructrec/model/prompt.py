@@ -41,7 +41,7 @@ class PromptSettings:
     max_answer_tokens: int = 64
     """Longest answer in tokens (titles are short; longer targets are cut)."""
     use_chat_template: bool | None = None
-    """Causal models: wrap the instruction in the tokenizer's chat template (None: when it has one)."""
+    """Causal models: wrap the instruction in the tokenizer's chat template (unset: when it has one)."""
     answer_prefix: str = "\nAnswer:"
     """Causal models without a chat template: text between the instruction and the answer."""
     keep_head_tokens: int = 32

@@ -6,10 +6,10 @@ any download. Its recommendations are only as good as what a few training steps 
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
+
+from instructrec.atomic import atomic_folder
 
 
 def build_tiny_causal(out_dir: str | Path, corpus: Iterable[str], *, vocab_size: int = 2000, hidden: int = 64,
@@ -36,11 +36,7 @@ def build_tiny_causal(out_dir: str | Path, corpus: Iterable[str], *, vocab_size:
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
     )
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    LlamaForCausalLM(config).save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
+    with atomic_folder(out) as tmp:
+        LlamaForCausalLM(config).save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
     return out

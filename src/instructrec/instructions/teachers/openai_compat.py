@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 
+from instructrec.cache_dir import cache_dir
 from instructrec.instructions.teachers.base import TeacherError
 from instructrec.instructions.teachers.llm_base import LLMTeacher
 
@@ -26,8 +27,8 @@ log = logging.getLogger(__name__)
 
 
 def default_cache_path() -> Path:
-    root = os.environ.get("INSTRUCTREC_CACHE_DIR") or Path.home() / ".cache" / "instructrec"
-    return Path(root) / "teacher-cache.sqlite"
+    """The response cache in instructrec's cache folder (`$INSTRUCTREC_CACHE`, see `cache_dir`)."""
+    return cache_dir() / "teacher-cache.sqlite"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,46 @@
+"""The output folder of a run: the best model (or adapter), its tokenizer and `instructrec.json`.
+
+`instructrec.json` is what `load_model` and `instructrec score` read back: the base model (an
+adapter is loaded on top of it), the backend kind and the prompt settings scoring must reuse.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from instructrec.atomic import atomic_write
+from instructrec.model.backend import META_FILE, LoadedModel
+from instructrec.training.settings import TrainSettings
+
+
+def base_model_ref(model_spec: str) -> str:
+    """The base model as `instructrec.json` records it: an absolute path for local files, else the spec."""
+    path = Path(model_spec).expanduser()
+    return str(path.resolve()) if path.exists() else model_spec
+
+
+def output_meta(model_spec: str, loaded: LoadedModel, settings: TrainSettings, trainer: Any, metric: str) -> dict[str, Any]:
+    """The content of `instructrec.json`."""
+    args = trainer.args
+    return {
+        "base_model": base_model_ref(model_spec),
+        "kind": loaded.kind,
+        "lora": settings.lora,
+        "global_step": trainer.state.global_step,
+        "best_metric": trainer.state.best_metric,
+        "metric": metric,
+        "mixed_precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
+        "settings": {k: v for k, v in asdict(settings).items() if k != "prompt"},
+        "prompt": asdict(settings.prompt),
+    }
+
+
+def save_output(trainer: Any, model_spec: str, loaded: LoadedModel, settings: TrainSettings, metric: str) -> None:
+    """Write the model (or adapter) the trainer holds, its tokenizer and `instructrec.json` to `out_dir`."""
+    out = Path(settings.out_dir)
+    trainer.save_model(str(out))
+    loaded.tokenizer.save_pretrained(str(out))
+    atomic_write(out / META_FILE, json.dumps(output_meta(model_spec, loaded, settings, trainer, metric), indent=2, default=str))

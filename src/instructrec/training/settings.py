@@ -1,0 +1,121 @@
+"""What one instruction-tuning run is asked to do (`TrainSettings`) and what it produced (`TrainResult`).
+
+Every policy of a run is a field here, documented right below it; `instructrec train` takes its
+options' help texts and defaults from these docstrings and defaults (`instructrec.settings_docs`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, get_args
+
+from instructrec.errors import DataError
+from instructrec.model.prompt import PromptSettings
+from instructrec.model.scoring import Normalize
+
+Precision = Literal["auto", "fp32", "bf16", "fp16"]
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+NORMALIZATIONS: tuple[str, ...] = get_args(Normalize)
+
+
+@dataclass
+class TrainSettings:
+    """Settings of one instruction-tuning run."""
+
+    out_dir: str
+    """Output folder: checkpoints (`checkpoint-N/`) and the final model or adapter at the top."""
+    lora: bool = False
+    """Train a LoRA adapter (peft) instead of all weights."""
+    lora_r: int = 16
+    """LoRA rank."""
+    lora_alpha: int | None = None
+    """LoRA scaling numerator (scale = alpha / rank); unset: twice the rank."""
+    lora_dropout: float = 0.05
+    """Dropout on the LoRA path."""
+    lora_targets: str | list[str] = "all-linear"
+    """Modules to adapt: `all-linear` (every linear layer but the LM head, per architecture) or names."""
+    epochs: float = 1.0
+    """Passes over the training records (ignored when a positive step count is set)."""
+    max_steps: int = -1
+    """Optimizer steps to run; > 0 overrides the epochs."""
+    learning_rate: float | None = None
+    """Peak learning rate; unset: the LoRA learning rate for LoRA runs, the full one for full fine-tuning."""
+    lora_learning_rate: float = 2e-4
+    """Peak learning rate of LoRA runs when no learning rate is set."""
+    full_learning_rate: float = 5e-5
+    """Peak learning rate of full fine-tuning when no learning rate is set."""
+    lr_scheduler: str = "linear"
+    """Learning-rate schedule after warm-up (a transformers `lr_scheduler_type`: linear, cosine, constant, ...)."""
+    batch_size: int = 8
+    """Examples per device per forward pass."""
+    eval_batch_size: int | None = None
+    """Examples per device per forward pass of the validation loss; unset: the training batch size."""
+    grad_accum: int = 1
+    """Forward passes accumulated per optimizer step."""
+    warmup: float = 0.03
+    """Warm-up: a fraction of the steps (< 1) or a number of steps."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    eval_steps: int = 200
+    """Evaluate (HR@1 on validation) and save a checkpoint every this many steps."""
+    max_eval_examples: int = 200
+    """Validation reranking records scored for HR@1 at each evaluation."""
+    eval_normalize: Normalize = "mean"
+    """Score normalisation for validation HR@1: mean (length-normalised) or sum log-likelihood."""
+    precision: Precision = "auto"
+    """auto, fp32, bf16 or fp16; auto: bf16 on GPUs that have it, fp16 on other GPUs, fp32 on CPU."""
+    gpu_pad_multiple: int | None = 8
+    """On a GPU, padded batch lengths are rounded up to a multiple of this (tensor cores); 0 or unset:
+    no rounding. CPU runs always pad to the longest row of the batch."""
+    seed: int = 42
+    """Seed of initialisation, dropout and data order."""
+    resume: bool = True
+    """Continue from the last checkpoint in the output folder when there is one."""
+    group_by_length: bool = True
+    """Batch examples of similar length together (less padding)."""
+    save_total_limit: int = 2
+    """Checkpoints kept (the best one is always kept)."""
+    logging_steps: int = 10
+    """Steps between loss/throughput log lines."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass (less memory, about 30% slower)."""
+    prompt: PromptSettings = field(default_factory=PromptSettings)
+    """Prompt shape and length limits (the same object configures scoring)."""
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.grad_accum < 1 or (self.eval_batch_size is not None and self.eval_batch_size < 1):
+            raise DataError("batch sizes and gradient accumulation must be >= 1")
+        if self.max_steps <= 0 and self.epochs <= 0:
+            raise DataError("give a positive number of epochs or steps")
+        if self.precision not in PRECISIONS:
+            raise DataError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        if self.eval_normalize not in NORMALIZATIONS:
+            raise DataError(f"eval_normalize must be one of {', '.join(NORMALIZATIONS)}, not {self.eval_normalize!r}")
+
+    @property
+    def effective_learning_rate(self) -> float:
+        """`learning_rate`, else the default of the training mode."""
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return self.lora_learning_rate if self.lora else self.full_learning_rate
+
+    @property
+    def effective_lora_alpha(self) -> int:
+        """`lora_alpha`, else twice the rank."""
+        return self.lora_alpha if self.lora_alpha is not None else 2 * self.lora_r
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced."""
+
+    out_dir: str
+    """The output folder."""
+    global_step: int
+    """Optimizer steps done, counting those of resumed runs."""
+    best_metric: float | None
+    """The best validation metric (HR@1, else loss); None without validation records."""
+    best_checkpoint: str | None
+    """The checkpoint the best metric came from (the model saved at the top of `out_dir`)."""
+    metrics: dict[str, float]
+    """Final training and validation metrics (`train_loss`, `eval_hr@1`, ...)."""

@@ -1,0 +1,52 @@
+"""Validation HR@1: the metric that picks the best checkpoint.
+
+Each validation reranking (T3) record's candidates are scored with the model being trained, by
+the same `CandidateScorer` that serves predictions; HR@1 is the share of records whose target
+scores highest. The records are sharded over the processes of a distributed run and the hits
+gathered, so every process gets the same number.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from instructrec.model.backend import LoadedModel, ModelKind
+from instructrec.model.prompt import PromptSettings
+from instructrec.model.scoring import CandidateScorer, Normalize, ScoringSettings
+
+
+@dataclass
+class CandidateHitRate:
+    """HR@1 over the candidates of validation reranking records."""
+
+    records: list[dict[str, Any]]
+    """Reranking records: `instruction`, `candidates`, `target_index`."""
+    tokenizer: Any
+    """The model's tokenizer."""
+    kind: ModelKind
+    """`causal` or `seq2seq`."""
+    prompt: PromptSettings
+    """The prompt settings training uses."""
+    normalize: Normalize = "mean"
+    """Score normalisation: mean (length-normalised) or sum log-likelihood."""
+
+    def __call__(self, model: Any, accelerator: Any) -> float | None:
+        """HR@1 of `model` (unwrapped from `accelerator`), None without records."""
+        if not self.records:
+            return None
+        acc = accelerator
+        n = math.ceil(len(self.records) / acc.num_processes)
+        shard = self.records[acc.process_index * n : (acc.process_index + 1) * n]
+        weights = [1.0] * len(shard) + [0.0] * (n - len(shard))
+        shard = shard + [self.records[0]] * (n - len(shard))  # equal work on every process
+        loaded = LoadedModel(acc.unwrap_model(model), self.tokenizer, self.kind, "training")
+        scorer = CandidateScorer(loaded, ScoringSettings(normalize=self.normalize), self.prompt)
+        scores = scorer.score([r["instruction"] for r in shard], [r["candidates"] for r in shard])
+        hits = sum(w * float(int(np.argmax(s)) == int(r["target_index"])) for w, s, r in zip(weights, scores, shard))
+        totals = acc.reduce(torch.tensor([hits, sum(weights)], device=acc.device), reduction="sum")
+        return float(totals[0] / totals[1])
