@@ -1,4 +1,6 @@
-"""The README's main job, as a smoke test: `instructrec quickstart --tiny` runs every stage."""
+"""The README's main job, as a smoke test: `instructrec quickstart --tiny` runs every stage; the
+saved recommender, evaluated as a whole by `instructrec evaluate --recommender`, gives the
+quickstart's own figures for its fused method on the same users."""
 
 from __future__ import annotations
 
@@ -7,6 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from typer.testing import CliRunner
+
+from instructrec.cli.main import app
+
 
 def test_quickstart_tiny_end_to_end(tmp_path):
     out = tmp_path / "qs"
@@ -14,16 +20,36 @@ def test_quickstart_tiny_end_to_end(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "InstructRec quickstart" in proc.stdout and "instructrec serve --model" in proc.stdout
+    assert "seconds per stage kind" in proc.stdout  # stage timings are printed
+    table = [line for line in proc.stdout.splitlines() if line[:1] in "┏┃┡│└" or line.startswith("  paired")]
+    assert len(table) >= 14 and max(len(line) for line in table) <= 80  # fits an 80-column terminal
     summary = json.loads((out / "summary.json").read_text())
     methods = {(r["task"], r["method"]) for r in summary["results"]}
     for task in ("seqrec", "psearch-i2"):
         for method in ("popularity", "sasrec", "llm-zero-shot", "llm-tuned", "llm-tuned+sasrec"):
             assert (task, method) in methods
     assert all(0.0 <= r["HR@1"] <= r["HR@5"] <= 1.0 for r in summary["results"])
-    for key in ("json", "markdown", "chart"):
-        assert Path(summary["report"][key]).is_file()
+    for exp in ("seqrec", "psearch-i2"):
+        for key in ("json", "markdown", "chart"):
+            assert Path(summary["reports"][exp]["report"][key]).is_file()
+        assert summary["reports"][exp]["paired"]
     assert (out / "recommender" / "settings.json").is_file()
+    saved = json.loads((out / "recommender" / "settings.json").read_text())
+    assert set(saved["fusion"]) == {"P1,I0,T3", "P1,I2,T3"}  # one weight per task
     # A second run reuses every finished stage and gives the same numbers.
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert json.loads((out / "summary.json").read_text())["results"] == summary["results"]
+    second = json.loads((out / "summary.json").read_text())
+    assert second["results"] == summary["results"]
+    assert {s["status"] for s in second["stages"]} == {"reused"}
+
+    # What is evaluated is what is served: the recommender as a whole = the quickstart's fused rows.
+    for exp, task in (("seqrec", "seqrec"), ("psearch-i2", "psearch-i2")):
+        fused = next(r for r in summary["results"] if r["experiment"] == exp and r["method"] == "llm-tuned+sasrec")
+        res = CliRunner().invoke(app, ["evaluate", "--recommender", str(out / "recommender"), "--method",
+                                       "recommender", "--task", task, "--users", str(fused["users"]),
+                                       "--out", str(tmp_path / f"eval-{exp}"), "--models", str(tmp_path / "m")])
+        assert res.exit_code == 0, res.output
+        evaluated = json.loads((tmp_path / f"eval-{exp}" / "results.json").read_text())["results"][0]["metrics"]
+        for metric in ("HR@1", "HR@5", "NDCG@5", "MRR"):
+            assert abs(evaluated[metric]["mean"] - fused[metric]) < 1e-9, (exp, metric)

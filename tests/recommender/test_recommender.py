@@ -81,3 +81,23 @@ def test_given_candidates_are_the_only_ones_ranked(tuned, toy_dataset):
     cands = [str(x) for x in toy_dataset.item_ids[:5]]
     result = tuned.recommend(request="I want a racing game", candidates=cands, k=10)
     assert sorted(it.item_id for it in result.items) == sorted(cands)
+
+
+def test_load_checks_the_format_version_first(tuned, toy_parts, tmp_path):
+    import json
+
+    from instructrec.errors import InstructRecError
+
+    folder = tuned.save(tmp_path / "rec", model_source=toy_parts[2])
+    settings = json.loads((folder / "settings.json").read_text())
+    assert settings["version"] == 2 and "fusion" in settings
+    (folder / "settings.json").write_text(json.dumps({**settings, "version": 1}))
+    (folder / "data" / "items.parquet").unlink()  # not read: the version is checked before anything else
+    with pytest.raises(InstructRecError, match="format 1.*Build it again"):
+        Recommender.load(folder)
+    (folder / "settings.json").write_text(json.dumps({**settings, "version": 99}))
+    with pytest.raises(InstructRecError, match="newer instructrec"):
+        Recommender.load(folder)
+    (folder / "settings.json").write_text("not json")
+    with pytest.raises(InstructRecError, match="damaged"):
+        Recommender.load(folder)

@@ -105,6 +105,10 @@ class RetrieverScorer:
 
     def score(self, rows: np.ndarray, histories: Sequence[np.ndarray], candidates: np.ndarray | None,
               queries: Sequence[str] | None) -> np.ndarray:
+        n = getattr(self.retriever, "n_items", None)
+        if candidates is not None and n is not None and candidates.size and (
+                candidates.min() < 0 or candidates.max() >= n):
+            raise InstructRecError(f"a candidate is not an item index of {self.name}'s catalogue (0..{n - 1}).")
         return self.retriever.score(histories, candidates, queries, users=self.split.users[rows])
 
 

@@ -74,7 +74,8 @@ class StageLog:
         """The stage for `settings` read from `deps` (stages, or strings such as a model spec)."""
         full = {"settings": settings, "deps": [d.hash if isinstance(d, Stage) else str(d) for d in deps]}
         h = settings_hash(full)
-        path = self.root / kind / f"{slug(name)}-{h}{suffix}"
+        *folders, leaf = [slug(part) for part in name.split("/")]  # "exp/method" -> exp/method-<hash>
+        path = self.root.joinpath(kind, *folders, f"{leaf}-{h}{suffix}")
         return Stage(kind, name, full, h, path, file=bool(suffix))
 
     def run(self, stage: Stage, compute: Callable[[Path], T], load: Callable[[Path], T]) -> T:

@@ -1,0 +1,121 @@
+"""Recipes: validation on load, and stages recomputed exactly when what they depend on changes."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from instructrec.cli.main import app
+from instructrec.errors import InstructRecError
+from instructrec.experiments.recipe import load_recipe, parse_overrides, recipe_from_dict, set_path
+from instructrec.experiments.runner import run_recipe
+
+MINI = {
+    "name": "mini",
+    "data": "movielens",
+    "seed": 0,
+    "instructions": {"main": {"train_examples": 16, "valid_examples": 8}},
+    "retrievers": {"sasrec": {"epochs": 1, "hidden": 16, "max_len": 10}},
+    "models": {"tuned": {"base": "tiny", "instructions": "main",
+                         "train": {"lora": True, "max_steps": 2, "batch_size": 4, "eval_steps": 2,
+                                   "max_eval_examples": 4, "logging_steps": 1}}},
+    "experiments": [{"name": "seq", "task": "seqrec", "candidates": "random:9", "users": 8, "valid_users": 8,
+                     "methods": ["popularity", "sasrec", {"method": "llm:tuned", "name": "tuned"},
+                                 {"method": "llm:tuned+sasrec", "name": "fused"}]}],
+}
+
+
+def _status(summary) -> dict[tuple[str, str], str]:
+    return {(s["kind"], s["name"]): s["status"] for s in summary["stages"]}
+
+
+def _computed(summary) -> set[tuple[str, str]]:
+    return {k for k, v in _status(summary).items() if v == "computed"}
+
+
+def _variant(**changes) -> dict:
+    raw = copy.deepcopy(MINI)
+    for path, value in changes.items():
+        set_path(raw, path.replace("__", "."), value)
+    return raw
+
+
+def test_changed_settings_rerun_exactly_their_dependents(tmp_path):
+    out = tmp_path / "run"
+    first = run_recipe(recipe_from_dict(copy.deepcopy(MINI)), out, progress=False)
+    assert {s["status"] for s in first["stages"]} == {"computed"}
+    kinds = {k for k, _ in _computed(first)}
+    assert kinds == {"data", "instructions", "retrievers", "models", "candidates", "fusion", "results"}
+    assert _computed(run_recipe(recipe_from_dict(copy.deepcopy(MINI)), out, progress=False)) == set()
+
+    llm_results = {("results", "seq/tuned"), ("results", "seq/fused")}
+    classical = {("results", "seq/popularity"), ("results", "seq/sasrec")}
+    # More users: only the test candidates and every method's results.
+    more = run_recipe(recipe_from_dict(_variant(experiments__0__users=10)), out, progress=False)
+    assert _computed(more) == {("candidates", "seq-test")} | llm_results | classical
+    # Other negatives: test and validation candidates, the fusion weight, every result.
+    neg = run_recipe(recipe_from_dict(_variant(experiments__0__candidates="random:5")), out, progress=False)
+    assert _computed(neg) == {("candidates", "seq-test"), ("candidates", "seq-valid"), ("fusion", "seq/fused")} \
+        | llm_results | classical
+    # Another model: the adapter, the fusion weight and the LLM methods' results, nothing classical.
+    model = run_recipe(recipe_from_dict(_variant(models__tuned__train__max_steps=3)), out, progress=False)
+    assert _computed(model) == {("models", "tuned"), ("fusion", "seq/fused")} | llm_results
+    # Other templates (a mix weight): instructions, the tiny base built from them, adapter, LLM results.
+    mix = run_recipe(recipe_from_dict(_variant(instructions__main__mix={"T3": 2.0})), out, progress=False)
+    assert _computed(mix) == {("instructions", "main"), ("models", "tiny-base"), ("models", "tuned"),
+                              ("fusion", "seq/fused")} | llm_results
+    # Another seed: everything drawn or trained with it (the data stays).
+    seed = run_recipe(recipe_from_dict(_variant(seed=1)), out, progress=False)
+    assert ("data", "movielens") not in _computed(seed)
+    assert {("instructions", "main"), ("retrievers", "sasrec"), ("models", "tuned"),
+            ("candidates", "seq-test")} <= _computed(seed)
+    # Switching back finds every earlier stage again.
+    assert _computed(run_recipe(recipe_from_dict(copy.deepcopy(MINI)), out, progress=False)) == set()
+    doc = json.loads((out / "summary.json").read_text())
+    assert doc["results"] == first["results"]
+    assert (out / "reports" / "seq" / "results.md").read_text().count("| fused |") == 1
+
+
+def test_incomplete_stage_is_not_reused(tmp_path):
+    out = tmp_path / "run"
+    first = run_recipe(recipe_from_dict(copy.deepcopy(MINI)), out, progress=False)
+    record = next((out / "results" / "seq").glob("tuned-*.json.stage.json"))
+    record.unlink()  # as if killed after writing the output but before the record
+    again = run_recipe(recipe_from_dict(copy.deepcopy(MINI)), out, progress=False)
+    assert _computed(again) == {("results", "seq/tuned")}
+    assert again["results"] == first["results"]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"experiments__0__usrs": 3}, "usrs"),
+    ({"experiments__0__users": "many"}, "users"),
+    ({"experiments__0__task": "nope"}, "unknown task"),
+    ({"experiments__0__candidates": "rand:9"}, "candidates spec"),
+    ({"experiments__0__methods": ["llm+sasrec"]}, "llm:MODEL"),
+    ({"experiments__0__methods": ["sasrec", "sasrec"]}, "unique"),
+    ({"retrievers__sasrec__epoch": 3}, "unknown setting"),
+    ({"models__tuned__instructions": "other"}, "no instruction build"),
+    ({"models__tuned__train__max_step": 3}, "unknown training setting"),
+    ({"recommender": {"fusion_from": "nothing"}}, "fusion_from"),
+])
+def test_recipe_validation_names_the_problem(change, message):
+    with pytest.raises(InstructRecError, match=message):
+        recipe_from_dict(_variant(**change))
+
+
+def test_builtin_quickstart_and_overrides(tmp_path):
+    recipe = load_recipe("builtin:quickstart", parse_overrides(["experiments.*.users=7", "seed=3"]))
+    assert [e.users for e in recipe.experiments] == [7, 7] and recipe.seed == 3
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(MINI))
+    res = CliRunner().invoke(app, ["run", str(path), "--check", "--set", "experiments.0.valid_users=5"])
+    assert res.exit_code == 0, res.output
+    assert '"valid_users": 5' in res.output
+    bad = CliRunner().invoke(app, ["run", str(tmp_path / "missing.yaml")])
+    assert isinstance(bad.exception, InstructRecError) and "does not exist" in str(bad.exception)
+    with pytest.raises(InstructRecError, match="PATH=VALUE"):
+        parse_overrides(["users"])

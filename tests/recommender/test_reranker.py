@@ -1,0 +1,175 @@
+"""The one reranking path: contract tests every scorer passes, fusion, and served == evaluated."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from instructrec.candidates.base import create_retriever
+from instructrec.data.split import leave_one_out
+from instructrec.errors import InstructRecError
+from instructrec.eval.methods import EvalContext, ModelStore, build_scorer, parse_method
+from instructrec.eval.protocol import get_task
+from instructrec.eval.runner import RetrieverStore
+from instructrec.instructions.schema import Aspects
+from instructrec.itemlist import ItemList
+from instructrec.model.backend import load_model
+from instructrec.model.scoring import CandidateScorer
+from instructrec.recommender import Recommender, RecommenderSettings
+from instructrec.recommender.reranker import (
+    LLMScores,
+    Query,
+    Reranker,
+    RerankerScorer,
+    RerankSettings,
+    fit_fusion,
+    fuse,
+    standardize,
+)
+
+
+@pytest.fixture(scope="module")
+def parts(toy_parts):
+    dataset, base, adapter, pop, bm25 = toy_parts
+    split = leave_one_out(dataset)
+    store = RetrieverStore(dataset, split, None)
+    store.preload("popularity", pop)
+    store.preload("bm25", bm25)
+    store.preload("sasrec", create_retriever("sasrec", epochs=1, hidden=16, max_len=8, seed=0).fit(dataset, split))
+    models = ModelStore(str(adapter))
+    ctx = EvalContext(dataset, split, store, models)
+    return dataset, split, ctx, adapter
+
+
+@pytest.fixture(scope="module")
+def recommender(parts):
+    dataset, split, ctx, adapter = parts
+    return Recommender(dataset, load_model(str(adapter), device="cpu"), ctx.retrievers("sasrec"),
+                       ctx.retrievers("bm25"), RecommenderSettings(n_candidates=8, fusion={"P1,I2,T3": 0.6}))
+
+
+def _batch(dataset, split, n=6, size=5, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = np.arange(n)
+    hists = [split.history(int(r), "test") for r in rows]
+    cands = np.stack([rng.choice(dataset.n_items, size, replace=False) for _ in rows])
+    return rows, hists, cands, ["I want a Puzzle game"] * n
+
+
+METHODS = ("popularity", "sasrec", "bm25", "llm", "llm+sasrec", "llm+sasrec+bm25@text", "recommender")
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_scorer_contract(parts, recommender, method):
+    """Every scorer: one finite score per candidate, deterministic, unknown items refused."""
+    dataset, split, ctx, _ = parts
+    ctx.recommender = recommender
+    spec = parse_method(method)
+    task = get_task("psearch-i2")
+    scorer = build_scorer(spec, ctx, task, 0.5 if spec.needs_fusion_weight else None)
+    rows, hists, cands, texts = _batch(dataset, split)
+    a = np.asarray(scorer.score(rows, hists, cands, texts))
+    assert a.shape == cands.shape and np.isfinite(a).all()
+    b = np.asarray(scorer.score(rows, hists, cands, texts))
+    np.testing.assert_allclose(a, b)
+    bad = cands.copy()
+    bad[0, 0] = dataset.n_items + 3
+    with pytest.raises(InstructRecError, match="item"):
+        scorer.score(rows, hists, bad, texts)
+
+
+def test_fused_method_needs_a_weight_and_mixes_z_scores(parts):
+    dataset, split, ctx, _ = parts
+    task = get_task("seqrec")
+    spec = parse_method("llm+sasrec")
+    with pytest.raises(InstructRecError, match="fit its weight"):
+        build_scorer(spec, ctx, task)
+    rows, hists, cands, _ = _batch(dataset, split)
+    llm = build_scorer(parse_method("llm"), ctx, task).score(rows, hists, cands, None)
+    ret = build_scorer(parse_method("sasrec"), ctx, task).score(rows, hists, cands, None)
+    for w in (0.0, 0.3, 1.0):
+        fused = build_scorer(spec, ctx, task, w).score(rows, hists, cands, None)
+        np.testing.assert_allclose(fused, w * standardize(llm) + (1 - w) * standardize(ret), atol=1e-9)
+    np.testing.assert_allclose(fuse(llm, ret, 1.0), standardize(llm))
+
+
+def test_fit_fusion_picks_the_signal_that_ranks_targets(parts):
+    dataset, split, ctx, _ = parts
+    rows, hists, cands, _ = _batch(dataset, split, n=12)
+    target_pos = np.zeros(len(rows), dtype=np.int64)
+
+    class Oracle:  # ranks column 0 first: fusion must put all weight on it
+        uses_query = False
+
+        def score(self, histories, candidates, queries=None, users=None):
+            out = np.zeros(candidates.shape)
+            out[:, 0] = 1.0
+            return out
+
+    reranker = Reranker(dataset, ctx.models(""), [(Oracle(), "history")], ctx.renderer)
+    queries = [Query(h, Aspects.parse("P1,I0,T3")) for h in hists]
+    assert fit_fusion(reranker, queries, cands, target_pos) == 0.0  # weight 0 on the LLM = the oracle alone
+
+
+def test_llm_memo_is_bounded_and_exact(parts):
+    dataset, _, _, adapter = parts
+    scorer = CandidateScorer(load_model(str(adapter), device="cpu"))
+    memo = LLMScores(scorer, memo_size=2)
+    texts = ["I like puzzle games. Pick one: 1. A 2. B", "I like racing. Pick one: 1. A 2. B", "x y z"]
+    first = memo(texts, [["Block Drop Puzzle", "Turbo Kart Racing"]] * 3)
+    assert len(memo._memo) == 2
+    again = memo(texts[:1], [["Block Drop Puzzle", "Turbo Kart Racing"]])
+    np.testing.assert_allclose(first[0], again[0])
+    direct = scorer.score(texts[:1], [["Block Drop Puzzle", "Turbo Kart Racing"]])[0]
+    np.testing.assert_allclose(first[0], direct)
+
+
+def test_served_ranking_equals_evaluated_ranking(parts, recommender):
+    """Recommender.recommend (one user) and the evaluation harness (a batch) rank alike."""
+    dataset, split, _, _ = parts
+    row = 3
+    hist = split.history(row, "test")
+    request = "I want a Puzzle game"
+    cands = np.asarray([i for i in range(dataset.n_items) if i not in set(hist.tolist())][:7])
+    served = recommender.recommend(history=[str(dataset.item_ids[i]) for i in hist], request=request,
+                                   candidates=[str(dataset.item_ids[i]) for i in cands], k=len(cands))
+    assert served.aspects == "P1,I2,T3" and served.request_kind == "specific_intention"
+    scorer = RerankerScorer(recommender.reranker, "P1,I2,T3", split.users, "rec")
+    scores = scorer.score(np.array([row]), [hist], cands[None], [request])[0]
+    # the evaluated query is the task's; the served one is routed from the request: same text
+    evaluated = [str(dataset.item_ids[i]) for i in cands[np.argsort(-scores, kind="stable")]]
+    assert [it.item_id for it in served.items] == evaluated
+    np.testing.assert_allclose(sorted(it.score for it in served.items), sorted(scores), atol=1e-9)
+    assert all(it.llm_score is not None and it.retrieval_score is not None for it in served.items)
+
+
+def test_request_without_fitted_weight_says_llm_alone(recommender, toy_dataset):
+    result = recommender.recommend(user_id=str(toy_dataset.user_ids[0]), k=3)  # P1,I0,T3: no weight fitted
+    assert any("no fusion weight" in n for n in result.notes)
+    with_weight = recommender.recommend(user_id=str(toy_dataset.user_ids[0]), request="I want a Puzzle game", k=3)
+    assert not any("no fusion weight" in n for n in with_weight.notes)
+
+
+def test_cold_start_ranks_by_first_stage(recommender):
+    result = recommender.recommend(k=4)
+    assert result.instruction == "" and any("cold start" in n for n in result.notes)
+    assert all(it.llm_score is None for it in result.items)
+
+
+def test_itemlist_columns_follow_ranking():
+    items = ItemList(np.array([5, 6, 7]), np.array([0.1, 0.9, np.nan]), ["a", "b", "c"],
+                     {"llm": np.array([1.0, 2.0, 3.0])})
+    ranked = items.ranked()
+    assert ranked.items.tolist() == [6, 5, 7] and ranked.titles == ["b", "a", "c"]
+    assert ranked.columns["llm"].tolist() == [2.0, 1.0, 3.0]
+    assert ItemList.of([1, 2]).ranked(1).items.tolist() == [1]
+    with pytest.raises(ValueError, match="column"):
+        ItemList(np.array([1]), np.array([0.0]), columns={"x": np.array([1.0, 2.0])})
+
+
+def test_reranker_settings_round_trip(parts):
+    dataset, _, ctx, _ = parts
+    reranker = Reranker(dataset, None, [(ctx.retrievers("popularity"), "history")], ctx.renderer, RerankSettings())
+    out = reranker.rerank(Query(np.array([0, 1]), Aspects.parse("P1,I0,T3")), ItemList.of([3, 4, 5]))
+    assert len(out) == 3 and np.isnan(out.columns["llm"]).all()  # no LLM: the first stage ranks
+    assert reranker.with_fusion({"P1,I0,T3": 0.2}).settings.fusion == {"P1,I0,T3": 0.2}
