@@ -66,7 +66,7 @@ def quickstart_overrides(s: QuickstartSettings) -> list[tuple[str, Any]]:
         ("retrievers.sasrec.epochs", s.sasrec_epochs), ("retrievers.sasrec.max_minutes", s.sasrec_minutes),
         ("models.tuned.base", s.model),
         ("models.tuned.train.max_steps", s.steps), ("models.tuned.train.eval_steps", s.steps),
-        ("models.tuned.train.batch_size", s.batch_size), ("models.tuned.train.seed", s.seed),
+        ("models.tuned.train.batch_size", s.batch_size),
         ("models.tuned.train.logging_steps", max(1, s.steps // 10)),
         ("experiments.*.users", s.users), ("experiments.*.valid_users", s.valid_users),
         ("experiments.*.candidates", f"random:{s.negatives}"),

@@ -269,14 +269,17 @@ def method_of(entry: str | MethodEntry) -> Any:
     return parse_method(entry) if isinstance(entry, str) else parse_method(entry.method, entry.name)
 
 
-def train_settings(model: ModelSpec, out_dir: str) -> Any:
-    """The `TrainSettings` of a recipe model (validated: unknown fields are errors)."""
+def train_settings(model: ModelSpec, out_dir: str, seed: int | None = None) -> Any:
+    """The `TrainSettings` of a recipe model (validated: unknown fields are errors); `seed` (the
+    recipe's) is the training seed unless the model's settings give their own."""
     from dataclasses import fields
 
     from instructrec.model.prompt import PromptSettings
     from instructrec.training.trainer import TrainSettings
 
     values = dict(model.train)
+    if seed is not None:
+        values.setdefault("seed", seed)
     known = {f.name for f in fields(TrainSettings)} - {"out_dir"}
     unknown = sorted(set(values) - known)
     if unknown:

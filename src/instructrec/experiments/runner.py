@@ -47,7 +47,7 @@ from instructrec.eval.runner import (
     validation_candidates,
 )
 from instructrec.experiments.recipe import ExperimentSpec, Recipe, method_of, train_settings
-from instructrec.experiments.stages import Stage, StageLog, write_record
+from instructrec.experiments.stages import Stage, StageLog
 
 log = logging.getLogger(__name__)
 
@@ -199,12 +199,12 @@ class RecipeRun:
             deps.append(tiny[0])
             base = str(tiny[1])
             self._models["tiny"] = tiny
-        resolved = asdict(train_settings(spec, "<stage>"))
+        resolved = asdict(train_settings(spec, "<stage>", self.recipe.seed))
         resolved.pop("out_dir")
         stage = self.stages.stage("models", name, {"base": spec.base, "train": resolved}, deps)
 
         def compute(path: Path) -> Path:
-            result = train(base, instr[1], train_settings(spec, str(path)))
+            result = train(base, instr[1], train_settings(spec, str(path), self.recipe.seed))
             self.say(f"model {name}: {result.global_step} steps, best validation HR@1 {result.best_metric}")
             return path
 
@@ -335,6 +335,7 @@ class RecipeRun:
         if spec.text_retriever:
             deps.append(self.retrievers.stage(spec.text_retriever))
         full = self.stages.stage("recommender", "recommender", {**asdict(spec), "fusion": fusion}, deps)
+        # a stable path the README and the quickstart print; its record sits beside it
         stage = Stage(full.kind, full.name, full.settings, full.hash, self.out / "recommender", file=True)
 
         def compute(path: Path) -> Path:
@@ -345,18 +346,7 @@ class RecipeRun:
                                                   model="model" if trained else spec.model))
             return rec.save(path, model_source=model_path if trained else None)
 
-        if stage.done():
-            self.stages.entries.append({"kind": "recommender", "name": "recommender", "hash": stage.hash,
-                                        "status": "reused", "seconds": 0.0})
-            return stage.path
-        started = time.monotonic()
-        self.say(f"recommender: saving to {stage.path}")
-        compute(stage.path)
-        seconds = round(time.monotonic() - started, 2)
-        write_record(stage, seconds)
-        self.stages.entries.append({"kind": "recommender", "name": "recommender", "hash": stage.hash,
-                                    "status": "computed", "seconds": seconds})
-        return stage.path
+        return self.stages.run(stage, compute, lambda p: p)
 
 
 def run_recipe(recipe: Recipe, out: str | Path | None = None, experiments: list[str] | None = None,
