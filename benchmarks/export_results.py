@@ -1,0 +1,62 @@
+"""Export a recipe run's figures (`<out>/summary.json`) as machine-readable rows.
+
+    .venv/bin/python benchmarks/export_results.py runs/games-table6/summary.json \
+        --recipe benchmarks/recipes/games-table6.yaml --out benchmarks/results/games-table6-300u.json
+
+Each row: experiment, method, method_spec, llm_input (`none`: no LLM; `text`: the LLM sees titles
+and request only; `fused`: LLM scores mixed with retrievers' after scoring), users, hr1, hr1_ci
+(95% half-width), ndcg5, mrr, fusion_weight, recipe; plus the run's paired differences.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from instructrec.atomic import atomic_write
+from instructrec.eval.methods import parse_method
+
+
+def llm_input(spec: str) -> str:
+    method = parse_method(spec)
+    if method.recommender or method.needs_fusion_weight:
+        return "fused"
+    return "text" if method.llm is not None else "none"
+
+
+def export(summary: dict, recipe: str) -> dict:
+    specs = {}
+    for exp in summary["settings"]["experiments"]:
+        for entry in exp["methods"]:
+            text, name = (entry, entry) if isinstance(entry, str) else (entry["method"], entry["name"])
+            specs[(exp["name"], name)] = text
+    rows = []
+    for r in summary["results"]:
+        spec = specs.get((r["experiment"], r["method"]), r["method"])
+        rows.append({"experiment": r["experiment"], "method": r["method"], "method_spec": spec,
+                     "llm_input": llm_input(spec), "candidates": r["candidates"], "users": r["users"],
+                     "hr1": round(r["HR@1"], 4), "hr1_ci": round(r["HR@1_ci"], 4), "ndcg5": round(r["NDCG@5"], 4),
+                     "mrr": round(r["MRR"], 4),
+                     "fusion_weight": summary["fusion_weights"].get(r["experiment"], {}).get(r["method"]),
+                     "recipe": recipe})
+    paired = [{"experiment": exp, **p} for exp, rep in summary["reports"].items() for p in rep["paired"]]
+    return {"rows": rows, "paired": paired, "stage_seconds": summary["stage_seconds"],
+            "seconds": summary["seconds"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("summary", type=Path)
+    ap.add_argument("--recipe", required=True, help="the recipe file that produced the run (recorded in every row)")
+    ap.add_argument("--note", default="", help="how it was run (command, machine)")
+    ap.add_argument("--out", type=Path, required=True)
+    a = ap.parse_args()
+    doc = export(json.loads(a.summary.read_text()), a.recipe)
+    doc["note"] = a.note
+    atomic_write(a.out, json.dumps(doc, indent=2) + "\n")
+    print(f"wrote {len(doc['rows'])} rows to {a.out}")
+
+
+if __name__ == "__main__":
+    main()
