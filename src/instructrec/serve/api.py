@@ -1,8 +1,8 @@
 """The HTTP API and web page: `create_app(recommender, settings)` builds the FastAPI app.
 
 Endpoints: `POST /v1/recommend`, `GET /v1/items?q=` (title search), `GET /v1/users/{id}`,
-`GET /healthz`, the web page at `/` (static files, no build step) and FastAPI's OpenAPI docs at
-`/docs` and `/openapi.json`. The recommender is loaded once (at start-up, when a loader is
+`GET /healthz`, the web page at `/` (static files, no build step), the OpenAPI description at
+`/openapi.json` and its docs pages at `/docs` and `/redoc` (assets served locally, see `docs.py`). The recommender is loaded once (at start-up, when a loader is
 given) and every recommend call runs on one model thread (see `worker.py` for why). An unknown
 `user_id` gets 404 with a message to send a `history` instead; requests with neither a user nor
 a history are a cold start that the recommender answers from the request text alone.
@@ -27,6 +27,7 @@ from fastapi.staticfiles import StaticFiles
 
 import instructrec
 from instructrec.errors import InstructRecError
+from instructrec.serve.docs import add_docs
 from instructrec.serve.middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
 from instructrec.serve.protocol import RecommenderLike
 from instructrec.serve.schemas import (
@@ -45,7 +46,7 @@ logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).with_name("static")
 # The page loads nothing from elsewhere and has no inline script, so even a rendering bug
-# could not run injected markup. (Only for the page: FastAPI's /docs loads Swagger UI from a CDN.)
+# could not run injected markup. (The docs pages have their own policy, see `docs.py`.)
 PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
             "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -111,7 +112,10 @@ def create_app(recommender: RecommenderLike | Callable[[], RecommenderLike],
         version=instructrec.__version__,
         summary="InstructRec recommendations: say what you want, get ranked items and the instruction used.",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load from a CDN; add_docs serves the same from local files
+        redoc_url=None,
     )
+    add_docs(app)
     app.state.recommender = None if loader is not None else recommender
     app.state.settings = settings
     RecommendRequest = build_recommend_request(limits)  # noqa: N806 (a class)
