@@ -20,10 +20,12 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import instructrec
 from instructrec.errors import InstructRecError
@@ -38,6 +40,7 @@ from instructrec.serve.schemas import (
     RecommendResponse,
     UserOut,
     build_recommend_request,
+    catalogue_examples,
 )
 from instructrec.serve.settings import ServeLimits, ServeSettings
 from instructrec.serve.worker import CallerGone, QueueFull, SerialWorker
@@ -51,9 +54,9 @@ PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 's
             "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text} for code, text in (
-        (404, "Unknown user (send `history` instead)."),
+        (404, "Unknown user (send `history` instead), or a history item or candidate not in the catalogue."),
         (413, "Body larger than max_body_bytes."),
-        (422, "Invalid request; `message` names the limit that was broken."),
+        (422, "Invalid request (not UTF-8 JSON, wrong fields, unknown items); `message` names any limit broken."),
         (503, "Too many requests waiting for the model, or the model is still loading."))
 }
 
@@ -87,6 +90,24 @@ def _validation_message(errors: list[dict[str, Any]], limits: ServeLimits) -> st
     return "; ".join(parts)
 
 
+class _Catalogue:
+    """What the API checks before a request waits for the model: which item ids and titles exist
+    (matched as `Recommender.resolve_items` does: stripped, titles case-insensitive)."""
+
+    def __init__(self, dataset: Any, limits: ServeLimits) -> None:
+        self.ids = {str(i) for i in dataset.item_ids}
+        self.titles = {str(t).casefold() for t in dataset.titles}
+        self.examples = catalogue_examples(dataset, limits)
+
+    def unknown(self, entries: list[str] | None) -> str | None:
+        """The first entry that names no item, if any."""
+        for entry in entries or ():
+            key = entry.strip()
+            if key not in self.ids and key.casefold() not in self.titles:
+                return entry
+        return None
+
+
 def create_app(recommender: RecommenderLike | Callable[[], RecommenderLike],
                settings: ServeSettings | None = None) -> FastAPI:
     """Build the app around a recommender, or around a zero-argument loader called once at start-up."""
@@ -103,6 +124,8 @@ def create_app(recommender: RecommenderLike | Callable[[], RecommenderLike],
             started = time.perf_counter()
             app.state.recommender = await model_worker.run(loader)
             logger.info("recommender loaded in %.1f s", time.perf_counter() - started)
+        if app.state.recommender is not None:
+            catalogue(app.state.recommender)  # built now rather than on the first request
         yield
         model_worker.close()
         search_worker.close()
@@ -119,6 +142,24 @@ def create_app(recommender: RecommenderLike | Callable[[], RecommenderLike],
     app.state.recommender = None if loader is not None else recommender
     app.state.settings = settings
     RecommendRequest = build_recommend_request(limits)  # noqa: N806 (a class)
+    catalogues: dict[int, _Catalogue] = {}
+
+    def catalogue(rec: RecommenderLike) -> _Catalogue:
+        if id(rec) not in catalogues:
+            catalogues.clear()
+            catalogues[id(rec)] = _Catalogue(rec.dataset, limits)
+        return catalogues[id(rec)]
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's (cached) document, with request examples from the served catalogue once it is
+        loaded, so that the documented examples are requests this server answers with 200."""
+        schema = FastAPI.openapi(app)
+        rec = app.state.recommender
+        if rec is not None and catalogue(rec).examples:
+            schema["components"]["schemas"]["RecommendRequest"]["examples"] = catalogue(rec).examples
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     def current() -> RecommenderLike:
         rec = app.state.recommender
@@ -132,6 +173,20 @@ def create_app(recommender: RecommenderLike | Callable[[], RecommenderLike],
         errors = [{k: v for k, v in err.items() if k not in ("input", "url")} for err in exc.errors()]
         return JSONResponse(status_code=422, content=jsonable_encoder(
             {"detail": errors, "message": _validation_message(errors, limits)}))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # FastAPI answers 400 "There was an error parsing the body" when the body is not text it can
+        # decode (not UTF-8) or nests too deep for the JSON parser; for the caller that is malformed
+        # JSON like any other, so it gets the same documented 422 as a syntax error.
+        cause = exc.__cause__
+        if exc.status_code == 400 and isinstance(cause, (ValueError, RecursionError)):
+            reason = ("it is not UTF-8 text" if isinstance(cause, UnicodeDecodeError) else
+                      "it nests too deeply" if isinstance(cause, RecursionError) else str(cause))
+            errors = [{"type": "json_invalid", "loc": ["body"], "msg": f"JSON decode error: {reason}"}]
+            return JSONResponse(status_code=422, content={"detail": errors,
+                                                          "message": f"the body is not valid JSON ({reason})"})
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(InstructRecError)
     async def _user_error(request: Request, exc: InstructRecError) -> JSONResponse:
@@ -179,6 +234,14 @@ def create_app(recommender: RecommenderLike | Callable[[], RecommenderLike],
         if body.user_id is not None and not rec.has_user(body.user_id):
             raise HTTPException(404, f"unknown user id {body.user_id!r}; send the user's `history` "
                                      "(item ids or titles) instead of `user_id`")
+        # Items the catalogue lacks are answered here, without a wait in line for the model.
+        known = catalogue(rec)
+        if (missing := known.unknown(body.history)) is not None:
+            raise HTTPException(404, f"unknown item {missing!r} in the history; give item ids or exact titles "
+                                     "(search titles with /v1/items?q=)")
+        if (missing := known.unknown(body.candidates)) is not None:
+            raise HTTPException(404, f"unknown candidate {missing!r}; give item ids or exact titles "
+                                     "(search titles with /v1/items?q=)")
 
         def call():
             started = time.perf_counter()
