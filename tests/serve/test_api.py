@@ -178,6 +178,28 @@ def test_openapi_examples_follow_another_catalogue(serve_dataset):
         assert all(c.post("/v1/recommend", json=e).status_code == 200 for e in examples)
 
 
+def test_docs_pages_reference_only_this_server_under_a_csp(client):
+    import base64
+    import hashlib
+    import re
+
+    for page, assets in (("/docs", ["swagger-ui-bundle.js", "swagger-ui.css"]), ("/redoc", ["redoc.standalone.js"])):
+        r = client.get(page)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+        urls = re.findall(r'(?:src|href)="([^"]+)"', r.text) + re.findall(r"url: '([^']+)'", r.text)
+        assert urls and all(u.startswith("/") and not u.startswith("//") for u in urls), urls  # no CDN
+        for name in assets:
+            assert f"/docs-static/{name}" in urls
+            asset = client.get(f"/docs-static/{name}")
+            assert asset.status_code == 200 and len(asset.content) > 100_000
+        csp = r.headers["content-security-policy"]
+        assert "default-src 'self'" in csp and "connect-src 'self'" in csp and "https:" not in csp
+        for script in re.findall(r"<script>(.*?)</script>", r.text, re.DOTALL):  # inline: allowed by hash only
+            digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+            assert f"'sha256-{digest}'" in csp
+        assert "'unsafe-inline'" not in csp.split("script-src")[1].split(";")[0]
+
+
 def test_title_search(client):
     r = client.get("/v1/items", params={"q": "star wars"})
     assert r.status_code == 200

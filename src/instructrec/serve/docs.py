@@ -69,7 +69,7 @@ def add_docs(app: FastAPI, docs_url: str = "/docs", redoc_url: str = "/redoc") -
 
     @app.get(docs_url, include_in_schema=False)
     async def swagger_ui(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "")
+        root = request.scope.get("root_path", "").rstrip("/")
         return _with_csp(get_swagger_ui_html(
             openapi_url=root + openapi_url, title=f"{app.title} - API docs",
             swagger_js_url=f"{root}{ASSETS_URL}/swagger-ui-bundle.js",
@@ -82,7 +82,7 @@ def add_docs(app: FastAPI, docs_url: str = "/docs", redoc_url: str = "/redoc") -
 
     @app.get(redoc_url, include_in_schema=False)
     async def redoc(request: Request) -> HTMLResponse:
-        root = request.scope.get("root_path", "")
+        root = request.scope.get("root_path", "").rstrip("/")
         return _with_csp(get_redoc_html(
             openapi_url=root + openapi_url, title=f"{app.title} - API reference",
             redoc_js_url=f"{root}{ASSETS_URL}/redoc.standalone.js",
