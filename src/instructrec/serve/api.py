@@ -2,10 +2,12 @@
 
 Endpoints: `POST /v1/recommend`, `GET /v1/items?q=` (title search), `GET /v1/users/{id}`,
 `GET /healthz`, the web page at `/` (static files, no build step), the OpenAPI description at
-`/openapi.json` and its docs pages at `/docs` and `/redoc` (assets served locally, see `docs.py`). The recommender is loaded once (at start-up, when a loader is
-given) and every recommend call runs on one model thread (see `worker.py` for why). An unknown
-`user_id` gets 404 with a message to send a `history` instead; requests with neither a user nor
-a history are a cold start that the recommender answers from the request text alone.
+`/openapi.json` and its docs pages at `/docs` and `/redoc` (assets served locally, see `docs.py`).
+The recommender is loaded once (at start-up, when a loader is given) and every recommend call
+runs on one model thread (see `worker.py` for why). An unknown `user_id` gets 404 with a message
+to send a `history` instead, and so does an unknown history item or candidate (checked before the
+wait for the model); requests with neither a user nor a history are a cold start that the
+recommender answers from the request text alone.
 
 No `from __future__ import annotations`: FastAPI must see the request model built per settings.
 """
@@ -56,7 +58,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text} for code, text in (
         (404, "Unknown user (send `history` instead), or a history item or candidate not in the catalogue."),
         (413, "Body larger than max_body_bytes."),
-        (422, "Invalid request (not UTF-8 JSON, wrong fields, unknown items); `message` names any limit broken."),
+        (422, "Invalid request (not UTF-8 JSON, unknown field, wrong type, user_id with history); "
+              "`message` names any limit broken."),
         (503, "Too many requests waiting for the model, or the model is still loading."))
 }
 
