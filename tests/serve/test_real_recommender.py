@@ -54,7 +54,7 @@ def test_api_serves_the_saved_recommender(saved_recommender):
         assert r.status_code == 200 and "Star Wars" not in [it["title"] for it in r.json()["items"]]
         assert c.post("/v1/recommend", json={"user_id": "nobody-at-all"}).status_code == 404
         r = c.post("/v1/recommend", json={"history": ["Not A Real Title 99"]})
-        assert r.status_code == 422 and "Not A Real Title 99" in r.json()["detail"]
+        assert r.status_code == 404 and "Not A Real Title 99" in r.json()["detail"]
         assert ("50", "Star Wars") in [(i["item_id"], i["title"]) for i in c.get("/v1/items?q=star wars").json()["items"]]
 
 

@@ -1,11 +1,13 @@
 """The HTTP API and web page: `create_app(recommender, settings)` builds the FastAPI app.
 
 Endpoints: `POST /v1/recommend`, `GET /v1/items?q=` (title search), `GET /v1/users/{id}`,
-`GET /healthz`, the web page at `/` (static files, no build step) and FastAPI's OpenAPI docs at
-`/docs` and `/openapi.json`. The recommender is loaded once (at start-up, when a loader is
-given) and every recommend call runs on one model thread (see `worker.py` for why). An unknown
-`user_id` gets 404 with a message to send a `history` instead; requests with neither a user nor
-a history are a cold start that the recommender answers from the request text alone.
+`GET /healthz`, the web page at `/` (static files, no build step), the OpenAPI description at
+`/openapi.json` and its docs pages at `/docs` and `/redoc` (assets served locally, see `docs.py`).
+The recommender is loaded once (at start-up, when a loader is given) and every recommend call
+runs on one model thread (see `worker.py` for why). An unknown `user_id` gets 404 with a message
+to send a `history` instead, and so does an unknown history item or candidate (checked before the
+wait for the model); requests with neither a user nor a history are a cold start that the
+recommender answers from the request text alone.
 
 No `from __future__ import annotations`: FastAPI must see the request model built per settings.
 """
@@ -20,13 +22,16 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
 from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import instructrec
 from instructrec.errors import InstructRecError
+from instructrec.serve.docs import add_docs
 from instructrec.serve.middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
 from instructrec.serve.protocol import RecommenderLike
 from instructrec.serve.schemas import (
@@ -37,6 +42,7 @@ from instructrec.serve.schemas import (
     RecommendResponse,
     UserOut,
     build_recommend_request,
+    catalogue_examples,
 )
 from instructrec.serve.settings import ServeLimits, ServeSettings
 from instructrec.serve.worker import CallerGone, QueueFull, SerialWorker
@@ -45,14 +51,15 @@ logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).with_name("static")
 # The page loads nothing from elsewhere and has no inline script, so even a rendering bug
-# could not run injected markup. (Only for the page: FastAPI's /docs loads Swagger UI from a CDN.)
+# could not run injected markup. (The docs pages have their own policy, see `docs.py`.)
 PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
             "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse, "description": text} for code, text in (
-        (404, "Unknown user (send `history` instead)."),
+        (404, "Unknown user (send `history` instead), or a history item or candidate not in the catalogue."),
         (413, "Body larger than max_body_bytes."),
-        (422, "Invalid request; `message` names the limit that was broken."),
+        (422, "Invalid request (not UTF-8 JSON, unknown field, wrong type, user_id with history); "
+              "`message` names any limit broken."),
         (503, "Too many requests waiting for the model, or the model is still loading."))
 }
 
@@ -86,6 +93,24 @@ def _validation_message(errors: list[dict[str, Any]], limits: ServeLimits) -> st
     return "; ".join(parts)
 
 
+class _Catalogue:
+    """What the API checks before a request waits for the model: which item ids and titles exist
+    (matched as `Recommender.resolve_items` does: stripped, titles case-insensitive)."""
+
+    def __init__(self, dataset: Any, limits: ServeLimits) -> None:
+        self.ids = {str(i) for i in dataset.item_ids}
+        self.titles = {str(t).casefold() for t in dataset.titles}
+        self.examples = catalogue_examples(dataset, limits)
+
+    def unknown(self, entries: list[str] | None) -> str | None:
+        """The first entry that names no item, if any."""
+        for entry in entries or ():
+            key = entry.strip()
+            if key not in self.ids and key.casefold() not in self.titles:
+                return entry
+        return None
+
+
 def create_app(recommender: RecommenderLike | Callable[[], RecommenderLike],
                settings: ServeSettings | None = None) -> FastAPI:
     """Build the app around a recommender, or around a zero-argument loader called once at start-up."""
@@ -102,6 +127,8 @@ def create_app(recommender: RecommenderLike | Callable[[], RecommenderLike],
             started = time.perf_counter()
             app.state.recommender = await model_worker.run(loader)
             logger.info("recommender loaded in %.1f s", time.perf_counter() - started)
+        if app.state.recommender is not None:
+            catalogue(app.state.recommender)  # built now rather than on the first request
         yield
         model_worker.close()
         search_worker.close()
@@ -111,10 +138,31 @@ def create_app(recommender: RecommenderLike | Callable[[], RecommenderLike],
         version=instructrec.__version__,
         summary="InstructRec recommendations: say what you want, get ranked items and the instruction used.",
         lifespan=lifespan,
+        docs_url=None,  # FastAPI's pages load from a CDN; add_docs serves the same from local files
+        redoc_url=None,
     )
+    add_docs(app)
     app.state.recommender = None if loader is not None else recommender
     app.state.settings = settings
     RecommendRequest = build_recommend_request(limits)  # noqa: N806 (a class)
+    catalogues: dict[int, _Catalogue] = {}
+
+    def catalogue(rec: RecommenderLike) -> _Catalogue:
+        if id(rec) not in catalogues:
+            catalogues.clear()
+            catalogues[id(rec)] = _Catalogue(rec.dataset, limits)
+        return catalogues[id(rec)]
+
+    def openapi() -> dict[str, Any]:
+        """FastAPI's (cached) document, with request examples from the served catalogue once it is
+        loaded, so that the documented examples are requests this server answers with 200."""
+        schema = FastAPI.openapi(app)
+        rec = app.state.recommender
+        if rec is not None and catalogue(rec).examples:
+            schema["components"]["schemas"]["RecommendRequest"]["examples"] = catalogue(rec).examples
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
     def current() -> RecommenderLike:
         rec = app.state.recommender
@@ -128,6 +176,20 @@ def create_app(recommender: RecommenderLike | Callable[[], RecommenderLike],
         errors = [{k: v for k, v in err.items() if k not in ("input", "url")} for err in exc.errors()]
         return JSONResponse(status_code=422, content=jsonable_encoder(
             {"detail": errors, "message": _validation_message(errors, limits)}))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # FastAPI answers 400 "There was an error parsing the body" when the body is not text it can
+        # decode (not UTF-8) or nests too deep for the JSON parser; for the caller that is malformed
+        # JSON like any other, so it gets the same documented 422 as a syntax error.
+        cause = exc.__cause__
+        if exc.status_code == 400 and isinstance(cause, (ValueError, RecursionError)):
+            reason = ("it is not UTF-8 text" if isinstance(cause, UnicodeDecodeError) else
+                      "it nests too deeply" if isinstance(cause, RecursionError) else str(cause))
+            errors = [{"type": "json_invalid", "loc": ["body"], "msg": f"JSON decode error: {reason}"}]
+            return JSONResponse(status_code=422, content={"detail": errors,
+                                                          "message": f"the body is not valid JSON ({reason})"})
+        return await http_exception_handler(request, exc)
 
     @app.exception_handler(InstructRecError)
     async def _user_error(request: Request, exc: InstructRecError) -> JSONResponse:
@@ -175,6 +237,14 @@ def create_app(recommender: RecommenderLike | Callable[[], RecommenderLike],
         if body.user_id is not None and not rec.has_user(body.user_id):
             raise HTTPException(404, f"unknown user id {body.user_id!r}; send the user's `history` "
                                      "(item ids or titles) instead of `user_id`")
+        # Items the catalogue lacks are answered here, without a wait in line for the model.
+        known = catalogue(rec)
+        if (missing := known.unknown(body.history)) is not None:
+            raise HTTPException(404, f"unknown item {missing!r} in the history; give item ids or exact titles "
+                                     "(search titles with /v1/items?q=)")
+        if (missing := known.unknown(body.candidates)) is not None:
+            raise HTTPException(404, f"unknown candidate {missing!r}; give item ids or exact titles "
+                                     "(search titles with /v1/items?q=)")
 
         def call():
             started = time.perf_counter()

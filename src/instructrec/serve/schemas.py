@@ -5,11 +5,21 @@ ones validated and the ones the OpenAPI document shows. No `from __future__ impo
 here: pydantic and FastAPI must see real types on classes built inside a function.
 """
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+import numpy as np
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from instructrec.serve.settings import ServeLimits
+
+if TYPE_CHECKING:
+    from instructrec.data import Dataset
+
+# Shown until the recommender has loaded; then `catalogue_examples` puts the served catalogue's own.
+_PLACEHOLDER_EXAMPLES = [
+    {"user_id": "196", "request": "something funny to watch with my kids", "k": 5},
+    {"history": ["Star Wars", "Contact"], "request": "I want a space adventure", "k": 10},
+]
 
 
 class RecommendedItemOut(BaseModel):
@@ -57,6 +67,11 @@ class ErrorResponse(BaseModel):
     detail: Any = Field(description="A message that says what was wrong and what to do (or a list of them).")
 
 
+def _integral(value: Any) -> Any:
+    """JSON Schema counts 10.0 as an integer; so does the API (10.5, "10" and true stay errors)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 def build_recommend_request(limits: ServeLimits) -> type[BaseModel]:
     """The `POST /v1/recommend` body, validated against `limits`."""
     short_text = Annotated[str, Field(min_length=1, max_length=limits.max_item_chars)]
@@ -66,10 +81,13 @@ def build_recommend_request(limits: ServeLimits) -> type[BaseModel]:
 
         model_config = ConfigDict(
             extra="forbid",
-            json_schema_extra={"examples": [
-                {"user_id": "196", "request": "something funny to watch with my kids", "k": 5},
-                {"history": ["Star Wars (1977)", "Alien (1979)"], "request": "I want a space adventure", "k": 10},
-            ]},
+            strict=True,  # JSON types as the schema says: no "5" for 5, no 0 for false
+            json_schema_extra={
+                "examples": _PLACEHOLDER_EXAMPLES,
+                # The validator below, in the schema: not both a user_id and a history (null is absent).
+                "not": {"required": ["user_id", "history"],
+                        "properties": {"user_id": {"type": "string"}, "history": {"type": "array"}}},
+            },
         )
 
         user_id: short_text | None = Field(
@@ -81,7 +99,7 @@ def build_recommend_request(limits: ServeLimits) -> type[BaseModel]:
         request: Annotated[str, Field(max_length=limits.max_request_chars)] | None = Field(
             None, description=f"Free-text request, at most {limits.max_request_chars} characters."
         )
-        k: Annotated[int, Field(ge=1, le=limits.max_k)] = Field(10, description=f"How many items, 1 to {limits.max_k}.")
+        k: Annotated[int, Field(ge=1, le=limits.max_k), BeforeValidator(_integral)] = Field(10, description=f"How many items, 1 to {limits.max_k}.")
         candidates: Annotated[list[short_text], Field(min_length=1, max_length=limits.max_candidates)] | None = Field(
             None, description=f"Rank only these item ids (at most {limits.max_candidates}); default: retrieve."
         )
@@ -96,3 +114,25 @@ def build_recommend_request(limits: ServeLimits) -> type[BaseModel]:
             return self
 
     return RecommendRequest
+
+
+def catalogue_examples(dataset: "Dataset", limits: ServeLimits) -> list[dict[str, Any]]:
+    """`POST /v1/recommend` examples that the served catalogue accepts: its first user, and a
+    history of its two most interacted-with items by title (by id where a title is unusable)."""
+    examples: list[dict[str, Any]] = []
+    users = [str(u) for u in dataset.user_ids[:50] if 0 < len(str(u)) <= limits.max_item_chars]
+    if users:
+        examples.append({"user_id": users[0], "request": "something funny to watch with my kids",
+                         "k": min(5, limits.max_k)})
+    counts = np.bincount(dataset.item_index_array, minlength=dataset.n_items)
+    history = []
+    for i in np.argsort(-counts, kind="stable")[:50]:
+        title, item_id = str(dataset.title(int(i)) or "").strip(), str(dataset.item_ids[i])
+        entry = title if 0 < len(title) <= limits.max_item_chars else item_id
+        if 0 < len(entry) <= limits.max_item_chars and entry not in history:
+            history.append(entry)
+        if len(history) == min(2, limits.max_history):
+            break
+    if history:
+        examples.append({"history": history, "request": "I want a space adventure", "k": min(10, limits.max_k)})
+    return examples
