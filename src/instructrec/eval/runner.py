@@ -175,12 +175,14 @@ def validation_candidates(settings: RunSettings, dataset: Dataset, split: LeaveO
 def fit_method_fusion(method: MethodSpec, ctx: EvalContext, task: Task, valid: CandidateSet,
                       queries: QueryProvider | None, seed: int = 0) -> float:
     """Fit a fused method's LLM weight on validation candidates (its own signals, its own task)."""
-    from instructrec.recommender.reranker import fit_fusion
+    from instructrec.instructions.schema import Aspects
+    from instructrec.recommender.reranker import fit_fusion, task_query
 
     reranker = build_reranker(method, ctx, task)
     hists, texts = task_inputs(task, ctx.split, valid.rows, valid.stage, queries, valid.targets())
-    scorer = build_scorer(method, ctx, task, 0.0)
-    qs = scorer.queries(valid.rows, hists, texts)  # type: ignore[attr-defined]
+    aspects = Aspects.parse(task.aspects)
+    qs = [task_query(aspects, hists[i], texts[i] if texts is not None else None, int(ctx.split.users[r]))
+          for i, r in enumerate(valid.rows)]
     return fit_fusion(reranker, qs, valid.items, valid.target_pos, seed=seed)
 
 

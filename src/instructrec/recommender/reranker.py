@@ -274,6 +274,7 @@ class RerankerScorer:
         """Dataset user index per split row (`split.users`)."""
 
     def queries(self, rows: np.ndarray, histories: Sequence[np.ndarray], texts: Sequence[str] | None) -> list[Query]:
+        """The harness's per-row inputs as reranker queries of this task's aspects."""
         return [task_query(self.aspects, histories[i], texts[i] if texts is not None else None,
                            int(self.users[int(rows[i])])) for i in range(len(rows))]
 
