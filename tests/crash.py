@@ -44,8 +44,9 @@ def instructrec(*args: str) -> list[str]:
 
 @dataclass(frozen=True)
 class KillPoint:
-    """Kill when a path matching `after` (a glob under the watched folder; None: the start) appears
-    or changes, a delay later that the harness draws in [0, jitter] seconds."""
+    """Kill when a path matching `after` (a glob under the watched folder) appears or changes, a
+    delay later that the harness draws in [0, jitter] seconds; `after=None`: at a moment drawn in
+    [0, jitter x the reference run's time] after the start."""
 
     after: str | None = None
     jitter: float = 0.3
@@ -158,7 +159,8 @@ def kill_and_resume(job: str, cmd: Sequence[str], *, watch: Path, points: Sequen
     rng = random.Random(seed)
     kills = []
     for point in points:
-        kill = kill_once(cmd, env, watch, point, rng.uniform(0, point.jitter), cwd, timeout)
+        upper = point.jitter * reference_seconds if point.after is None else point.jitter
+        kill = kill_once(cmd, env, watch, point, rng.uniform(0, upper), cwd, timeout)
         kills.append(kill)
         if check is not None:
             try:

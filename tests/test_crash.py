@@ -73,7 +73,7 @@ def test_data_prepare_survives_sigkill(tmp_path):
 
     # the start, the temporary folder being filled, just after the rename, then while replacing the
     # finished dataset (the last two parquet files and the manifest take less than a poll interval)
-    points = [KillPoint(None, 4.0), KillPoint(".ml.tmp-*", 0.05), KillPoint(".ml.tmp-*/items.parquet", 0.0),
+    points = [KillPoint(None, 0.6), KillPoint(".ml.tmp-*", 0.05), KillPoint(".ml.tmp-*/items.parquet", 0.0),
               KillPoint(".ml.tmp-*/interactions.parquet", 0.0), KillPoint("ml", 0.0), KillPoint(".ml.tmp-*", 0.1)]
     crash = tmp_path / "crash"
     result = kill_and_resume("data prepare", cmd(crash), watch=crash, points=points, env=env,
@@ -90,7 +90,7 @@ def test_instructions_build_survives_sigkill(tmp_path):
 
     def cmd(root: Path) -> list[str]:
         return instructrec("instructions", "build", "--data", "movielens", "--out", str(root / "ins"),
-                           "--max-examples", "3000", "--shard-size", "500", "--seed", "3")
+                           "--max-examples", "6000", "--shard-size", "500", "--seed", "3")
 
     ref = tmp_path / "ref"
     seconds = run_to_end(cmd(ref), env)
@@ -103,14 +103,14 @@ def test_instructions_build_survives_sigkill(tmp_path):
         state = json.loads((out / "build.json").read_text()) if (out / "build.json").exists() else {}
         got = tree_bytes(out)
         for rel, data in got.items():
-            if rel.startswith(("shard-", ".shard-")) or rel == "stats.json":
+            if re.fullmatch(r"shard-\d+\.jsonl|\.shard-\d+\.stats\.json|stats\.json", rel):
                 assert data == want[rel], f"{rel} is visible but not the finished file"
         if state.get("complete"):
-            assert set(got) == set(want), "build.json says complete with files missing"
+            assert set(want) <= set(got), "build.json says complete with files missing"
 
-    points = [KillPoint(None, 4.0), KillPoint("ins/build.json", 0.05), KillPoint("ins/.shard-00001.stats.json", 0.0),
+    points = [KillPoint(None, 0.6), KillPoint("ins/build.json", 0.05), KillPoint("ins/.shard-00001.stats.json", 0.0),
               KillPoint("ins/shard-00002.jsonl", 0.02), KillPoint("ins/.shard-00004.stats.json", 0.0),
-              KillPoint("ins/stats.json", 0.0)]
+              KillPoint("ins/shard-00008.jsonl", 0.05), KillPoint("ins/stats.json", 0.0)]
     crash = tmp_path / "crash"
     result = kill_and_resume("instructions build", cmd(crash), watch=crash, points=points, env=env,
                              reference_seconds=seconds, check=check, seed=2)
@@ -157,7 +157,7 @@ def test_train_survives_sigkill(tmp_path, tiny_llama_dir, tiny_instructions_dir)
         want = _tensors(ref / "tr" / "adapter_model.safetensors")
         assert got.keys() == want.keys() and all(np.array_equal(got[k], want[k]) for k in got)
 
-    points = [KillPoint(None, 6.0), KillPoint("tr/checkpoint-3", 0.0),
+    points = [KillPoint(None, 0.6), KillPoint("tr/checkpoint-3", 0.0),
               KillPoint("tr/checkpoint-6/adapter_model.safetensors", 0.0),
               KillPoint("tr/checkpoint-9/trainer_state.json", 0.05), KillPoint("tr/checkpoint-12", 0.0),
               KillPoint("tr/adapter_config.json", 0.0)]
@@ -205,7 +205,7 @@ def test_evaluate_survives_sigkill(tmp_path, synthetic_seq):
             got = json.loads((root / "out" / "results.json").read_text())
             assert [r["metrics"] for r in got["results"]] == [r["metrics"] for r in want["results"]]
 
-    points = [KillPoint(None, 5.0), KillPoint("models/popularity", 0.0), KillPoint("models/.sasrec.checkpoint.pt", 0.2),
+    points = [KillPoint(None, 0.6), KillPoint("models/popularity", 0.0), KillPoint("models/.sasrec.checkpoint.pt", 0.2),
               KillPoint("models/..sasrec.checkpoint.pt.tmp-*", 0.0), KillPoint("models/.sasrec.tmp-*", 0.0),
               KillPoint("out/.per_user.parquet.tmp-*", 0.0), KillPoint("out/results.md", 0.0)]
     crash = tmp_path / "crash"
@@ -290,7 +290,7 @@ def test_recipe_run_survives_sigkill(tmp_path):
         seen_records.clear()
         seen_records.update(_records(root))
 
-    points = [KillPoint(None, 6.0), KillPoint("instructions/*/train/shard-00000.jsonl", 0.0),
+    points = [KillPoint(None, 0.6), KillPoint("instructions/*/train/shard-00000.jsonl", 0.0),
               KillPoint("models/tuned-*/checkpoint-2", 0.0), KillPoint("models/tuned-*/adapter_config.json", 0.0),
               KillPoint("results/seq/*.json", 0.0), KillPoint(".recommender.tmp-*", 0.0),
               KillPoint("reports/seq/results.json", 0.0)]
