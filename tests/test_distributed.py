@@ -158,3 +158,16 @@ def test_sharded_fusion_fit_gives_one_weight(world, synthetic_seq, split):
 
     single = fit()
     assert world(2).run(fit) == [single, single]
+
+
+def test_recipes_refuse_a_multi_process_launch(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    from instructrec.cli.main import app
+    from instructrec.errors import InstructRecError
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    assert distributed.world_size() == 2 and distributed.rank() == 1 and not distributed.is_main()
+    res = CliRunner().invoke(app, ["run", "builtin:quickstart", "--check"])
+    assert isinstance(res.exception, InstructRecError) and "one process" in str(res.exception)
