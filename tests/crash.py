@@ -8,10 +8,11 @@ the point waits for work that is still to be done; a command that finishes first
 such. After every kill, `check(folder)` asserts that nothing half-written looks complete. Then the
 command is run to the end and its outputs are compared with a reference run's by the caller.
 
-    ref = run_to_end(cmd(ref_dir), env=env)
-    result = kill_and_resume(cmd(dir), watch=dir, points=[KillPoint(None), KillPoint("**/.*.tmp-*")],
-                             env=env, check=check, seed=0)
-    assert result.killed >= 5
+    seconds = run_to_end(cmd(ref_dir), env)
+    result = kill_and_resume("job", cmd(out_dir), watch=out_dir, env=env, reference_seconds=seconds,
+                             points=[KillPoint(None, 0.6), KillPoint("**/.*.tmp-*", 0.05), ...],
+                             check=check, seed=0)
+    assert result.killed >= 5   # then compare out_dir with ref_dir
 """
 
 from __future__ import annotations
