@@ -75,3 +75,20 @@ def test_atomic_folder_replaces_or_keeps(tmp_path):
     with atomic_folder(path) as tmp:
         (tmp / "new").write_text("x")
     assert siblings(path) == ["new"] and siblings(tmp_path) == ["model"]
+
+
+def test_temporaries_of_dead_processes_are_removed_on_the_next_write(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    pid = int(dead.stdout)
+    (tmp_path / f".model.tmp-{pid}").mkdir()  # as a SIGKILLed atomic_folder leaves them
+    (tmp_path / f".model.old-{pid}").mkdir()
+    (tmp_path / f".a.json.tmp-{pid}-0123abcd").write_text("half")
+    (tmp_path / ".model.tmp-1").mkdir()  # pid 1 is alive: not ours to remove
+    with atomic_folder(tmp_path / "model") as tmp:
+        (tmp / "x").write_text("x")
+    atomic_write(tmp_path / "a.json", "{}")
+    assert siblings(tmp_path) == [".model.tmp-1", "a.json", "model"]

@@ -2,12 +2,15 @@
 
 The new content goes to a hidden temporary sibling (same folder, so the rename stays on one file
 system), which then replaces the target with `os.replace`. On any exception the temporary is
-removed and the target is left as it was.
+removed and the target is left as it was. A process killed outright (SIGKILL, power loss) cannot
+clean up: the next write of the same target removes the temporaries that dead processes left
+(`remove_stale`), so a crash never leaks a half-written copy for good.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,6 +23,38 @@ def _temp_sibling(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def remove_stale(path: str | Path) -> list[Path]:
+    """Remove the temporaries of `path` (`.NAME.tmp-PID...`, `.NAME.old-PID`) whose process is
+    no longer running on this machine; returns what was removed."""
+    path = Path(path)
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(?:tmp|old)-(\d+)(?:-[0-9a-f]{{8}})?")
+    removed = []
+    try:
+        siblings = list(path.parent.iterdir())
+    except OSError:
+        return removed
+    for p in siblings:
+        m = pattern.fullmatch(p.name)
+        if m is None or int(m.group(1)) == os.getpid() or _alive(int(m.group(1))):
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
+
+
 @contextmanager
 def atomic_file(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path for a writer that wants a file name (`torch.save`, an open handle);
@@ -30,6 +65,7 @@ def atomic_file(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(path)
     tmp = _temp_sibling(path)
     try:
         yield tmp
@@ -57,6 +93,7 @@ def atomic_folder(path: str | Path, replaceable: Callable[[Path], bool] | None =
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()

@@ -125,13 +125,16 @@ class Retriever(ABC):
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, path: str | Path) -> Path:
-        """Write settings.json and the learned state into folder `path`."""
+        """Write settings.json and the learned state into folder `path`, atomically (a temporary
+        folder renamed into place: a killed save leaves the old folder or none, never half)."""
+        from instructrec.atomic import atomic_folder
+
         self._check_fitted()
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
         meta = {"retriever": self.name, "n_items": self.n_items, "settings": asdict(self.settings)}
-        self._save_state(path)
-        (path / SETTINGS_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        with atomic_folder(path) as tmp:
+            self._save_state(tmp)
+            (tmp / SETTINGS_FILE).write_text(json.dumps(meta, indent=2) + "\n")
         return path
 
     @abstractmethod

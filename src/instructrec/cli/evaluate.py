@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from instructrec import distributed
 from instructrec.candidates.base import load_retriever
 from instructrec.cli.common import console
 from instructrec.data.dataset import Dataset
@@ -80,7 +81,8 @@ def evaluate_cmd(
     if recommender is not None:
         from instructrec.recommender import Recommender
 
-        rec = Recommender.load(recommender, device="cpu")
+        with distributed.main_first():
+            rec = Recommender.load(recommender, device=distributed.device())
     if data is None and rec is None:
         raise typer.BadParameter("give --data (a dataset folder) or --recommender DIR")
     dataset = Dataset.load(data) if data is not None else rec.dataset
@@ -100,6 +102,8 @@ def evaluate_cmd(
                            queries, batch_size, model)
     ctx = make_context(dataset, split, store, model, rec)
     results, cands = run_evaluation(dataset, split, settings, store, ctx=ctx)
+    if not distributed.is_main():  # several processes: every rank holds the same results; rank 0 writes
+        return
     if save_candidates is not None:
         path = cands.save(save_candidates)
         console.print(f"saved the candidate set to {path}")
@@ -111,7 +115,7 @@ def evaluate_cmd(
               "fusion_weights": {r.method: r.settings["fusion_weight"] for r in results if "fusion_weight" in r.settings},
               "candidate_set": {"spec": cands.spec, "seed": cands.seed, "stage": cands.stage, "size": cands.size,
                                 "users": len(cands), **cands.info},
-              "seconds": round(time.monotonic() - started, 1)}
+              "seconds": round(time.monotonic() - started, 1), "processes": distributed.world_size()}
     paths = write_report(results, out, record, title=f"{data_dir.name}: {task}, candidates {candidates}",
                          extra_markdown=paired_markdown(paired))
     console.print(_table(results), width=min(console.width, 80))

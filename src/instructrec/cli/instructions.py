@@ -13,6 +13,7 @@ from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from instructrec import distributed
 from instructrec.cli.common import console, stats_table
 from instructrec.errors import DataError, InstructRecError
 
@@ -71,6 +72,8 @@ def build_cmd(
     teacher_cache: Annotated[Path | None, typer.Option(help="LLM teachers: response cache (SQLite).")] = None,
     concurrency: Annotated[int, typer.Option(help="openai: requests in flight.")] = 8,
     overwrite: Annotated[bool, typer.Option(help="Replace a different build already in --out.")] = False,
+    shard_size: Annotated[int, typer.Option(
+        help="Examples per shard file: the unit of resumption and of sharing work between processes.")] = 20_000,
 ) -> None:
     """Build instruction data (resumable: rerun the same command after an interruption)."""
     from instructrec.instructions.builder import BuildSettings, build_instructions
@@ -97,20 +100,25 @@ def build_cmd(
     elif teacher == "local":
         from instructrec.model.backend import load_model
 
-        loaded = load_model(teacher_model or "default", kind="causal")
+        with distributed.main_first():  # rank 0 converts `default` once; each rank uses its own device
+            loaded = load_model(teacher_model or "default", kind="causal", device=distributed.device())
         chosen = LocalTeacher(loaded.model, loaded.tokenizer, cache_path=cache)
     else:
         chosen = ExtractiveTeacher()
     with console.status("fitting the teacher ..."):
         chosen.fit(dataset)
-    settings = BuildSettings(max_examples=max_examples, examples_per_target=per_target,
+    if shard_size < 1:
+        raise InstructRecError("--shard-size must be at least 1.")
+    settings = BuildSettings(max_examples=max_examples, examples_per_target=per_target, shard_size=shard_size,
                              render=RenderSettings(history_items=history, n_candidates=candidates))
     with Progress(TextColumn("[bold]building[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeElapsedColumn(), console=console) as bar:
+                  TimeElapsedColumn(), console=console, disable=not distributed.is_main()) as bar:
         task = bar.add_task(f"{split} -> {out} (shards)", total=None)
         stats = build_instructions(dataset, library, chosen, parse_mix(mix), split, seed, out, settings,
                                    overwrite=overwrite,
                                    progress=lambda done, total: bar.update(task, completed=done, total=total))
+    if not distributed.is_main():
+        return
     summary = {"examples": stats["examples"], "shards": stats["shards"], "teacher": stats["teacher"],
                "teacher fallbacks": stats["teacher_fallbacks"], "teacher failures": stats["teacher_failures"]}
     console.print(stats_table(f"{out} ({split}, seed {seed})", summary))

@@ -9,12 +9,21 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from instructrec import distributed
 from instructrec.cli.common import console
+from instructrec.errors import InstructRecError
 from instructrec.pipeline import QuickstartSettings, run_quickstart, tiny
 from instructrec.settings_docs import default, doc
 
 Q = QuickstartSettings
 _COLUMNS = ("HR@1", "HR@5", "NDCG@5", "MRR")
+
+
+def _one_process(command: str) -> None:
+    """Recipes run in one process: under a launcher every rank would compute and write every stage."""
+    if distributed.world_size() > 1:
+        raise InstructRecError(f"`instructrec {command}` runs in one process; launch `evaluate`, `instructions "
+                               "build` or `train` under torchrun / accelerate launch instead.")
 
 
 def quickstart(
@@ -38,6 +47,7 @@ def quickstart(
     job without these flags). Stages already complete in --out are reused, so an interrupted run
     resumes.
     """
+    _one_process("quickstart")
     settings = QuickstartSettings(out, data, model, steps, batch_size, users, valid_users, negatives, seed,
                                   sasrec_epochs, sasrec_minutes)
     if tiny_run:
@@ -59,6 +69,7 @@ def run_cmd(
 ) -> None:
     """Run an experiment recipe: every stage keyed by the hash of its settings, reused when it matches,
     so a killed run resumes and a changed setting re-runs only what depends on it."""
+    _one_process("run")
     import json
 
     from instructrec.experiments.recipe import load_recipe, parse_overrides

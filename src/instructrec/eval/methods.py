@@ -115,10 +115,12 @@ class ModelStore:
             if self._loader is not None:
                 scorer = self._loader(spec)
             else:
+                from instructrec import distributed
                 from instructrec.model.backend import load_model
                 from instructrec.model.scoring import CandidateScorer
 
-                scorer = CandidateScorer(load_model(spec, device="cpu"))
+                with distributed.main_first():  # rank 0 converts `default` once; the others load it
+                    scorer = CandidateScorer(load_model(spec, device=distributed.device()))
             self._cache[spec] = LLMScores(scorer, self.normalize)
         return self._cache[spec]
 

@@ -30,6 +30,12 @@ can be evaluated by full ranking over all items.
 order; the scorer is called once per group (each row repeated), the best of each group wins, and
 the winners are scored again together. The final ranking is the winners by their second score,
 then every other candidate by its first-round score. Ties anywhere follow `metrics.target_ranks`.
+
+**Several processes.** Under `torchrun` / `accelerate launch` (`instructrec.distributed`) the
+batches of users are dealt out to the ranks round-robin; each rank scores and ranks its batches
+with exactly the calls a one-process run makes (the tie-breaking generator is advanced past the
+other ranks' batches, `_skip`), and the ranks are gathered on every rank, so every rank returns
+the one-process result.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import numpy as np
 from tqdm.auto import tqdm
 
+from instructrec import distributed
 from instructrec.data.split import LeaveOneOutSplit
 from instructrec.errors import InstructRecError
 from instructrec.eval.candidate_sets import CandidateSet
@@ -165,9 +172,14 @@ def evaluate(scorer: Scorer, split: LeaveOneOutSplit, candidates: CandidateSet, 
     ranks = np.empty(n, dtype=np.int64)
     started = time.monotonic()
     targets = candidates.targets()
-    bar = tqdm(total=n, desc=f"{scorer.name} {task.name}", disable=not progress, leave=False)
-    for start in range(0, n, batch_size):
+    mine = _owned_batches(n, batch_size)
+    bar = tqdm(total=sum(len(candidates.rows[s]) for s in mine.values()), desc=f"{scorer.name} {task.name}",
+               disable=not progress or not distributed.is_main(), leave=False)
+    for k, start in enumerate(range(0, n, batch_size)):
         sl = slice(start, start + batch_size)
+        if k not in mine:  # another rank's batch: draw what it draws, so the next batch's ties match
+            _skip(rng, _tie_draws(len(candidates.rows[sl]), size, groups, ties))
+            continue
         rows, items, tpos = candidates.rows[sl], candidates.items[sl], candidates.target_pos[sl]
         hists, texts = task_inputs(task, split, rows, candidates.stage, queries, targets[sl])
         if groups:
@@ -180,10 +192,47 @@ def evaluate(scorer: Scorer, split: LeaveOneOutSplit, candidates: CandidateSet, 
             ranks[sl] = target_ranks(scores, tpos, ties, rng)
         bar.update(len(rows))
     bar.close()
+    ranks = _gather_ranks(ranks, mine)
     return EvalResult(scorer.name, task.name, candidates.spec, candidates.rows, ranks, per_user_metrics(ranks),
                       time.monotonic() - started,
                       {"ties": ties, "seed": seed, "groups": groups, "stage": candidates.stage,
                        "candidate_seed": candidates.seed, "aspects": task.aspects})
+
+
+def _owned_batches(n: int, batch_size: int) -> dict[int, slice]:
+    """This rank's batches (all of them in a one-process run): batch number -> rows."""
+    return {k: slice(start, start + batch_size) for k, start in enumerate(range(0, n, batch_size))
+            if distributed.owns(k)}
+
+
+def _tie_draws(b: int, size: int, groups: int | None, ties: Ties) -> int:
+    """Numbers the tie-breaking generator draws for a batch of `b` users with `size` candidates:
+    one per user for random ties (`metrics.ranks_from_counts`), plus one per candidate for the
+    group winners' jitter (`_group_ranks`). Kept next to the code that draws them."""
+    return (b * size if groups else 0) + (b if ties == "random" else 0)
+
+
+def _skip(rng: np.random.Generator, count: int, chunk: int = 1 << 20) -> None:
+    """Advance `rng` as if it had drawn `count` uniform floats."""
+    while count > 0:
+        rng.random(min(count, chunk))
+        count -= chunk
+
+
+def _gather_ranks(ranks: np.ndarray, mine: dict[int, slice]) -> np.ndarray:
+    """Every rank's batches' ranks assembled on every rank (the array itself in a one-process run)."""
+    if distributed.world_size() == 1:
+        return ranks
+    parts = distributed.all_gather_object({k: (sl.start, ranks[sl]) for k, sl in mine.items()})
+    out = np.empty_like(ranks)
+    filled = 0
+    for part in parts:
+        for start, values in part.values():
+            out[start:start + len(values)] = values
+            filled += len(values)
+    if filled != len(out):
+        raise InstructRecError(f"gathered the ranks of {filled} users, expected {len(out)}.")
+    return out
 
 
 def _group_ranks(scorer: Scorer, rows: np.ndarray, hists: list[np.ndarray], items: np.ndarray,
@@ -235,10 +284,15 @@ def full_ranking(scorer: Any, split: LeaveOneOutSplit, rows: np.ndarray, task: s
     rng = np.random.default_rng(seed)
     ranks = np.empty(len(rows), dtype=np.int64)
     started = time.monotonic()
-    bar = tqdm(total=len(rows), desc=f"{scorer.name} full ranking", disable=not progress, leave=False)
-    for start in range(0, len(rows), batch_size):
+    mine = _owned_batches(len(rows), batch_size)
+    bar = tqdm(total=sum(len(rows[s]) for s in mine.values()), desc=f"{scorer.name} full ranking",
+               disable=not progress or not distributed.is_main(), leave=False)
+    for k, start in enumerate(range(0, len(rows), batch_size)):
         sl = slice(start, start + batch_size)
         chunk = rows[sl]
+        if k not in mine:
+            _skip(rng, _tie_draws(len(chunk), 0, None, ties))
+            continue
         hists, texts = task_inputs(task, split, chunk, stage, queries, targets[sl])
         scores = np.asarray(retriever.score(hists, None, texts, users=split.users[chunk]), dtype=np.float64)
         valid = np.ones(scores.shape, dtype=bool)
@@ -247,6 +301,7 @@ def full_ranking(scorer: Any, split: LeaveOneOutSplit, rows: np.ndarray, task: s
         ranks[sl] = target_ranks(scores, targets[sl], ties, rng, valid=valid)
         bar.update(len(chunk))
     bar.close()
+    ranks = _gather_ranks(ranks, mine)
     name = getattr(scorer, "name", retriever.name)
     return EvalResult(name, task.name, "full", rows, ranks, per_user_metrics(ranks, (1, 5, 10, 20), (5, 10, 20)),
                       time.monotonic() - started, {"ties": ties, "seed": seed, "stage": stage,

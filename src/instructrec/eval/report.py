@@ -6,12 +6,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pandas as pd
 
-from instructrec.atomic import atomic_write
+from instructrec.atomic import atomic_file, atomic_write
 from instructrec.eval.protocol import EvalResult
 
 CHART_METRICS = ("HR@1", "HR@3", "HR@5", "NDCG@3", "NDCG@5", "MRR")
@@ -42,8 +42,8 @@ def markdown_table(results: Sequence[EvalResult]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def bar_chart(results: Sequence[EvalResult], path: str | Path, title: str = "") -> Path:
-    """Grouped bars (metrics on x, one bar per result) with 95% CI whiskers."""
+def bar_chart(results: Sequence[EvalResult], path: str | Path | BinaryIO, title: str = "") -> Any:
+    """Grouped bars (metrics on x, one bar per result) with 95% CI whiskers, as PNG (a path or a handle)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -66,10 +66,9 @@ def bar_chart(results: Sequence[EvalResult], path: str | Path, title: str = "") 
     ax.set_title(title)
     ax.legend(fontsize="small", ncols=2)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, format="png")
     plt.close(fig)
-    return path
+    return path if hasattr(path, "write") else Path(path)
 
 
 def write_report(results: Sequence[EvalResult], out_dir: str | Path, settings: dict[str, Any],
@@ -81,17 +80,21 @@ def write_report(results: Sequence[EvalResult], out_dir: str | Path, settings: d
     paths = {"json": out / "results.json", "markdown": out / "results.md", "chart": out / "results.png",
              "per_user": out / "per_user.parquet"}
     doc = {"settings": settings, "results": [result_record(r) for r in results]}
-    atomic_write(paths["json"], json.dumps(doc, indent=2, default=_plain) + "\n")
-    atomic_write(paths["markdown"], (f"## {title}\n\n" if title else "") + markdown_table(results)
-                 + (f"\n{extra_markdown}" if extra_markdown else ""))
+    # every file atomically, results.json last: a killed run leaves the old report or the new one
+    # (with a results.json that matches the files beside it once it is there)
     frames = []
     for r in results:
         frame = pd.DataFrame({"method": r.method, "task": r.task, "candidates": r.candidates,
                               "row": r.rows, "rank": r.ranks, **r.per_user})
         frames.append(frame)
     if frames:
-        pd.concat(frames, ignore_index=True).to_parquet(paths["per_user"], index=False)
-        bar_chart(results, paths["chart"], title)
+        with atomic_file(paths["per_user"]) as tmp, open(tmp, "wb") as fh:
+            pd.concat(frames, ignore_index=True).to_parquet(fh, index=False)
+        with atomic_file(paths["chart"]) as tmp, open(tmp, "wb") as fh:
+            bar_chart(results, fh, title)
+    atomic_write(paths["markdown"], (f"## {title}\n\n" if title else "") + markdown_table(results)
+                 + (f"\n{extra_markdown}" if extra_markdown else ""))
+    atomic_write(paths["json"], json.dumps(doc, indent=2, default=_plain) + "\n")
     return paths
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from instructrec import distributed
 from instructrec.candidates.base import REGISTRY, Retriever, _import_all, create_retriever, load_retriever
 from instructrec.data.dataset import Dataset
 from instructrec.data.split import LeaveOneOutSplit
@@ -77,7 +78,14 @@ class RetrieverStore:
         if name in self._cache:
             return self._cache[name]
         path = self.root / name if self.root else None
-        if path is not None and (path / "settings.json").exists() and not self.refit:
+        if path is not None and distributed.world_size() > 1:
+            # several processes: rank 0 fits and saves, the others then load what it saved
+            with distributed.main_first():
+                return self._get(name, path, self.refit and distributed.is_main())
+        return self._get(name, path, self.refit)
+
+    def _get(self, name: str, path: Path | None, refit: bool) -> Retriever:
+        if path is not None and (path / "settings.json").exists() and not refit:
             model = load_retriever(path)
             if model.n_items != self.dataset.n_items:
                 raise InstructRecError(f"{path} was fitted on a dataset with {model.n_items} items, this one has "

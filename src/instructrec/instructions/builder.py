@@ -15,6 +15,11 @@ per-template, per-aspect, per-answer-form and per-teacher-source counts, and `bu
 settings fingerprint and progress). Each shard is written under a temporary name and renamed when
 complete, and shards depend only on (seed, shard number), so a build killed at any moment and run
 again skips finished shards and ends with exactly the files an uninterrupted build writes.
+
+Several processes (`torchrun` / `accelerate launch`, `instructrec.distributed`): rank r builds the
+shards k with `k % world_size == r` (its own teacher, e.g. a local LLM on its own GPU, answers
+its shards' requests), then rank 0 writes `stats.json` and marks the build complete; the files
+are those of a one-process build.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from typing import Literal
 
 import numpy as np
 
+from instructrec import distributed
 from instructrec.atomic import atomic_write
 from instructrec.data.dataset import Dataset
 from instructrec.data.split import leave_one_out
@@ -56,7 +62,7 @@ class BuildSettings:
     examples_per_target: int = 1
     """Templates drawn per (user, target) pair."""
     shard_size: int = 20_000
-    """Examples per shard file (also the unit of resumption)."""
+    """Examples per shard file (also the unit of resumption and of sharing the work between processes)."""
     render: RenderSettings = RenderSettings()
     """Slot filling (history length and budget, number of candidates)."""
 
@@ -268,6 +274,47 @@ def build_instructions(dataset: Dataset, templates: TemplateLibrary, teacher: Te
         raise InstructRecError(f"split {split!r} must be train, valid or test.")
     out = Path(out)
     fp = fingerprint(dataset, templates, teacher, mix, split, seed, settings)
+    with distributed.main_first():  # rank 0 checks and prepares the folder; the others find it ready
+        seqs, plan = _prepare(dataset, templates, mix, split, seed, out, settings, fp, overwrite)
+    n, size = len(plan.users), settings.shard_size
+    n_shards = max(1, -(-n // size))
+    builder = _ShardBuilder(dataset, templates, teacher, seqs, split, settings)
+    for shard in range(n_shards):
+        if not distributed.owns(shard):
+            continue
+        path, meta_path = out / f"shard-{shard:05d}.jsonl", out / f".shard-{shard:05d}.stats.json"
+        if path.exists() and meta_path.exists():
+            if progress:
+                progress(shard + 1, n_shards)
+            continue
+        rng = random.Random(seed * 1_000_003 + shard)
+        lo, hi = shard * size, min(n, (shard + 1) * size)
+        records = builder.build(plan, lo, hi, rng)
+        atomic_write(meta_path, json.dumps(shard_stats(records)))
+        atomic_write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        log.debug("wrote %s (%d examples)", path, len(records))
+        if progress:
+            progress(shard + 1, n_shards)
+    failures = sum(distributed.all_gather_object(int(getattr(teacher, "failures", 0))))  # waits for every rank
+    totals: dict[str, Counter] = {}
+    for shard in range(n_shards):
+        for key, counts in json.loads((out / f".shard-{shard:05d}.stats.json").read_text()).items():
+            totals.setdefault(key, Counter()).update(counts)
+    fallbacks = sum(c for k, c in totals.get("teacher_source", {}).items() if ":fallback" in k)
+    stats = {"split": split, "seed": seed, "examples": n, "shards": n_shards, "teacher": teacher.name,
+             "teacher_fallbacks": fallbacks, "teacher_failures": failures,
+             **{f"per_{k}": dict(sorted(v.items())) for k, v in totals.items()}}
+    if distributed.is_main():
+        atomic_write(out / STATS, json.dumps(stats, indent=2, sort_keys=True) + "\n")
+        atomic_write(out / STATE, json.dumps({"fingerprint": fp, "split": split, "seed": seed, "examples": n,
+                                              "shards": n_shards, "complete": True}, indent=2))
+    return stats
+
+
+def _prepare(dataset: Dataset, templates: TemplateLibrary, mix: Mapping[str, float] | None, split: SplitName,
+             seed: int, out: Path, settings: BuildSettings, fp: str,
+             overwrite: bool) -> tuple[list[np.ndarray], Plan]:
+    """Check `out` (another build there is an error unless `overwrite`), write the build state, plan."""
     state_path = out / STATE
     if out.exists() and any(out.iterdir()):
         state = json.loads(state_path.read_text()) if state_path.exists() else None
@@ -282,32 +329,7 @@ def build_instructions(dataset: Dataset, templates: TemplateLibrary, teacher: Te
     seqs, plan = make_plan(dataset, templates, mix, split, seed, settings)
     n, size = len(plan.users), settings.shard_size
     n_shards = max(1, -(-n // size))
-    atomic_write(state_path, json.dumps({"fingerprint": fp, "split": split, "seed": seed, "examples": n,
-                                         "shards": n_shards, "complete": False}, indent=2))
-    builder = _ShardBuilder(dataset, templates, teacher, seqs, split, settings)
-    for shard in range(n_shards):
-        path, meta_path = out / f"shard-{shard:05d}.jsonl", out / f".shard-{shard:05d}.stats.json"
-        if path.exists() and meta_path.exists():
-            if progress:
-                progress(shard + 1, n_shards)
-            continue
-        rng = random.Random(seed * 1_000_003 + shard)
-        lo, hi = shard * size, min(n, (shard + 1) * size)
-        records = builder.build(plan, lo, hi, rng)
-        atomic_write(meta_path, json.dumps(shard_stats(records)))
-        atomic_write(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-        log.debug("wrote %s (%d examples)", path, len(records))
-        if progress:
-            progress(shard + 1, n_shards)
-    totals: dict[str, Counter] = {}
-    for shard in range(n_shards):
-        for key, counts in json.loads((out / f".shard-{shard:05d}.stats.json").read_text()).items():
-            totals.setdefault(key, Counter()).update(counts)
-    fallbacks = sum(c for k, c in totals.get("teacher_source", {}).items() if ":fallback" in k)
-    stats = {"split": split, "seed": seed, "examples": n, "shards": n_shards, "teacher": teacher.name,
-             "teacher_fallbacks": fallbacks, "teacher_failures": int(getattr(teacher, "failures", 0)),
-             **{f"per_{k}": dict(sorted(v.items())) for k, v in totals.items()}}
-    atomic_write(out / STATS, json.dumps(stats, indent=2, sort_keys=True) + "\n")
-    atomic_write(state_path, json.dumps({"fingerprint": fp, "split": split, "seed": seed, "examples": n,
-                                         "shards": n_shards, "complete": True}, indent=2))
-    return stats
+    if distributed.is_main():
+        atomic_write(state_path, json.dumps({"fingerprint": fp, "split": split, "seed": seed, "examples": n,
+                                             "shards": n_shards, "complete": False}, indent=2))
+    return seqs, plan

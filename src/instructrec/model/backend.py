@@ -34,6 +34,9 @@ log = logging.getLogger(__name__)
 ModelKind = Literal["seq2seq", "causal"]
 DType = Literal["auto", "float32", "bfloat16", "float16"]
 META_FILE = "instructrec.json"
+UNFINISHED_FILE = ".instructrec-training"
+"""Present in a training output folder from the start of `train` until its model and `instructrec.json`
+are written: such a folder (a run still going, or killed) is refused, never loaded half-written."""
 """Written next to trained models/adapters: the base model spec and kind they were trained from."""
 
 
@@ -231,6 +234,9 @@ def load_model(
         model, tokenizer = load_gguf(path, torch_dtype)
         return _finish(model, tokenizer, "causal", spec_str, device)
     if path.is_dir():
+        if (path / UNFINISHED_FILE).exists():
+            raise ModelError(f"{path} is a training output that is not finished (still training, or killed): rerun "
+                             "the same `instructrec train` command to finish it, or load one of its checkpoint-N folders")
         if (path / "adapter_config.json").is_file():
             return _load_adapter(path, kind, torch_dtype, device)
         if not (path / "config.json").is_file():

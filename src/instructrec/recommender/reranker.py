@@ -256,12 +256,17 @@ def fit_fusion(reranker: Reranker, queries: Sequence[Query], candidates: np.ndar
     """The LLM weight for `reranker`'s signals that ranks validation targets best (NDCG@5)."""
     if reranker.llm is None or not reranker.retrievers:
         raise InstructRecError("fusing needs an LLM and at least one retriever.")
-    llm, ret = [], []
-    for start in range(0, len(queries), batch_size):
-        sl = slice(start, start + batch_size)
-        ret.append(reranker.retrieval_scores(queries[sl], candidates[sl]))
-        llm.append(reranker.llm_scores(queries[sl], candidates[sl])[0])
-    return fit_fusion_weight(np.concatenate(llm), np.concatenate(ret), target_pos, seed=seed)
+    from instructrec import distributed
+
+    def signals(k: int) -> tuple[np.ndarray, np.ndarray]:
+        sl = slice(k * batch_size, (k + 1) * batch_size)
+        ret = reranker.retrieval_scores(queries[sl], candidates[sl])
+        return reranker.llm_scores(queries[sl], candidates[sl])[0], ret
+
+    # several processes: each scores its share of the batches; every rank fits the same weight
+    parts = distributed.map_batches(signals, -(-len(queries) // batch_size))
+    return fit_fusion_weight(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
+                             target_pos, seed=seed)
 
 
 class RerankerScorer:

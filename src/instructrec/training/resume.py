@@ -4,19 +4,43 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
-from transformers.trainer_utils import get_last_checkpoint
-
+from instructrec import distributed
 from instructrec.errors import ModelError
+
+TRAINER_STATE = "trainer_state.json"
 
 log = logging.getLogger(__name__)
 
 
+def complete_checkpoint(path: str | Path) -> bool:
+    """Whether a `checkpoint-N` folder was written to the end: the Trainer writes
+    `trainer_state.json` after the weights, optimizer, scheduler and RNG states, so a checkpoint
+    whose state file is missing or cut short was interrupted (e.g. killed) while being saved."""
+    try:
+        json.loads((Path(path) / TRAINER_STATE).read_text())
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def resume_checkpoint(out_dir: str | Path, model_type: str, lora: bool) -> str | None:
-    """The last `checkpoint-N` in `out_dir` (None when there is none), checked by `check_resume`."""
+    """The last complete `checkpoint-N` in `out_dir` (None when there is none), checked by
+    `check_resume`. Incomplete checkpoints (a run killed while saving one) are removed."""
     out = Path(out_dir)
-    checkpoint = get_last_checkpoint(str(out)) if out.is_dir() else None
+    if not out.is_dir():
+        return None
+    found = sorted((p for p in out.glob("checkpoint-*") if p.is_dir() and p.name[len("checkpoint-"):].isdigit()),
+                   key=lambda p: int(p.name[len("checkpoint-"):]))
+    complete = [p for p in found if complete_checkpoint(p)]
+    if distributed.is_main():  # under several processes rank 0 removes; every rank picks the same one
+        for p in found:
+            if p not in complete:
+                log.warning("removing %s: it was not written to the end (killed while saving it)", p)
+                shutil.rmtree(p, ignore_errors=True)
+    checkpoint = str(complete[-1]) if complete else None
     if checkpoint:
         check_resume(checkpoint, model_type, lora)
         log.info("resuming from %s", checkpoint)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from instructrec.atomic import atomic_write
-from instructrec.model.backend import META_FILE, LoadedModel
+from instructrec.model.backend import META_FILE, UNFINISHED_FILE, LoadedModel
 from instructrec.training.settings import TrainSettings
 
 
@@ -44,3 +44,11 @@ def save_output(trainer: Any, model_spec: str, loaded: LoadedModel, settings: Tr
     trainer.save_model(str(out))
     loaded.tokenizer.save_pretrained(str(out))
     atomic_write(out / META_FILE, json.dumps(output_meta(model_spec, loaded, settings, trainer, metric), indent=2, default=str))
+    (out / UNFINISHED_FILE).unlink(missing_ok=True)  # written last: the folder now loads
+
+
+def mark_unfinished(out_dir: str | Path) -> None:
+    """Mark `out_dir` as a training output being written (`load_model` refuses it until `save_output`)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / UNFINISHED_FILE).write_text("training; this file is removed when the model is saved\n")

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from transformers import Trainer
 
+from instructrec import distributed
 from instructrec.errors import DataError
 from instructrec.model.backend import LoadedModel, ModelKind, load_model
 from instructrec.model.prompt import PromptEncoder
@@ -27,7 +28,7 @@ from instructrec.training.data import load_instruction_records, reranking_record
 from instructrec.training.loss import answer_only_loss
 from instructrec.training.progress import ThroughputCallback
 from instructrec.training.resume import resume_checkpoint
-from instructrec.training.saved import save_output
+from instructrec.training.saved import mark_unfinished, save_output
 from instructrec.training.settings import TrainResult, TrainSettings
 from instructrec.training.validation import CandidateHitRate
 
@@ -107,6 +108,8 @@ def train(
     loaded = load_model(model_spec, kind, dtype="float32", device="cpu")
     base_type = getattr(getattr(loaded.model, "config", None), "model_type", "")
     checkpoint = resume_checkpoint(settings.out_dir, base_type, settings.lora) if settings.resume else None
+    if distributed.is_main():
+        mark_unfinished(settings.out_dir)  # until save_output: a killed run's folder never loads as a model
     torch.manual_seed(settings.seed)  # LoRA initialisation
     model = build_model(loaded, settings)
 
