@@ -90,7 +90,7 @@ def test_instructions_build_survives_sigkill(tmp_path):
 
     def cmd(root: Path) -> list[str]:
         return instructrec("instructions", "build", "--data", "movielens", "--out", str(root / "ins"),
-                           "--max-examples", "6000", "--shard-size", "500", "--seed", "3")
+                           "--max-examples", "12000", "--shard-size", "500", "--seed", "3")
 
     ref = tmp_path / "ref"
     seconds = run_to_end(cmd(ref), env)
@@ -108,9 +108,11 @@ def test_instructions_build_survives_sigkill(tmp_path):
         if state.get("complete"):
             assert set(want) <= set(got), "build.json says complete with files missing"
 
-    points = [KillPoint(None, 0.6), KillPoint("ins/build.json", 0.05), KillPoint("ins/.shard-00001.stats.json", 0.0),
-              KillPoint("ins/shard-00002.jsonl", 0.02), KillPoint("ins/.shard-00004.stats.json", 0.0),
-              KillPoint("ins/shard-00008.jsonl", 0.05), KillPoint("ins/stats.json", 0.0)]
+    # 24 shards; each point waits for a shard later than the one the previous kill stopped at, so a
+    # loaded machine (slower or faster phases) still hits every point
+    points = [KillPoint(None, 0.1), KillPoint("ins/build.json", 0.0), KillPoint("ins/.shard-00003.stats.json", 0.0),
+              KillPoint("ins/shard-00008.jsonl", 0.0), KillPoint("ins/.shard-00013.stats.json", 0.0),
+              KillPoint("ins/shard-00018.jsonl", 0.0), KillPoint("ins/stats.json", 0.0)]
     crash = tmp_path / "crash"
     result = kill_and_resume("instructions build", cmd(crash), watch=crash, points=points, env=env,
                              reference_seconds=seconds, check=check, seed=2)
