@@ -142,3 +142,43 @@ def test_games_candidate_files(games, games_dir):
         assert c.items.shape == (6000, 100)
         assert 6000 - c.info["target_inserted"] == present
         assert np.array_equal(c.targets(), split.test_target[c.rows])
+
+
+def test_rerank_candidates_are_the_retrievers_top_with_the_target_only_where_found(tmp_path, synthetic_seq, split):
+    from instructrec.eval.candidate_sets import rerank_candidates
+    from instructrec.eval.metrics import ABSENT_RANK
+    from instructrec.eval.protocol import RetrieverScorer, evaluate
+
+    pop = Popularity().fit(synthetic_seq, split)
+    rows = np.arange(len(split))
+    c = rerank_candidates(synthetic_seq, split, rows, 20, pop, name="popularity")
+    assert c.spec == "rerank:popularity:20" and c.items.shape == (len(rows), 20)
+    assert np.array_equal(c.targets(), split.test_target)  # the truth, found or not
+    order = np.argsort(-pop.counts, kind="stable")
+    found = c.target_pos >= 0
+    assert found.any() and (~found).any()
+    for i, row in enumerate(rows[:30]):
+        hist = set(split.history(int(row), "test").tolist())
+        assert not hist & set(c.items[i].tolist())
+        assert sorted(pop.counts[c.items[i]], reverse=True) == sorted(
+            pop.counts[[j for j in order if j not in hist][:20]], reverse=True)
+        if found[i]:
+            assert c.items[i, c.target_pos[i]] == split.test_target[row]
+        else:
+            assert split.test_target[row] not in c.items[i]
+    assert c.info["target_found"] == int(found.sum())
+    # judged on the full catalogue: a missing target is a miss at every k; k = 10 is reported
+    result = evaluate(RetrieverScorer(pop, split, "popularity"), split, c, progress=False)
+    assert (result.ranks[~found] == ABSENT_RANK).all() and (result.ranks[found] <= 20).all()
+    assert result.per_user["HR@10"][~found].sum() == 0 and "NDCG@10" in result.per_user
+    assert result.summary["HR@10"]["mean"] <= found.mean()
+    again = CandidateSet.load(c.save(tmp_path / "rr.npz"))
+    assert np.array_equal(again.truth, c.truth) and np.array_equal(again.target_pos, c.target_pos)
+    again.check(synthetic_seq, split)
+    sub = c.subset(np.arange(5))
+    assert np.array_equal(sub.targets(), c.targets()[:5])
+    assert parse_spec("rerank:sasrec:20") == parse_spec("rerank:sasrec:20")
+    assert (parse_spec("rerank:sasrec:20").mode, parse_spec("rerank:sasrec:20").n) == ("rerank", 20)
+    for bad in ("rerank:sasrec", "rerank::20", "rerank:sasrec:1"):
+        with pytest.raises(InstructRecError):
+            parse_spec(bad)

@@ -69,3 +69,35 @@ def toy_parts(toy_dataset, tmp_path_factory):
     pop = create_retriever("popularity").fit(toy_dataset, split)
     bm25 = create_retriever("bm25").fit(toy_dataset, split)
     return toy_dataset, Path(base), adapter, pop, bm25
+
+
+@pytest.fixture(scope="session")
+def toy_listwise(toy_dataset, tmp_path_factory):
+    """(listwise model folder, its instruction folder): the toy task with letter-labelled candidates
+    and letter answers, a tiny model trained on it with the listwise loss. A 2-layer model does not
+    learn to bind letters to titles in a test's budget (validation stays at chance), so the run
+    memorises 64 training records (20 epochs): what the tests check is that the loss trains the
+    letter logits, not that the toy generalises."""
+    from instructrec.instructions.builder import BuildSettings, build_instructions
+    from instructrec.instructions.render import RenderSettings
+    from instructrec.instructions.teachers.extractive import ExtractiveTeacher
+    from instructrec.instructions.templates import load_templates
+    from instructrec.model.tiny import build_tiny_causal
+    from instructrec.training.trainer import TrainSettings, train
+
+    root = tmp_path_factory.mktemp("toy-listwise")
+    teacher = ExtractiveTeacher().fit(toy_dataset)
+    render = RenderSettings(n_candidates=4, candidate_labels="letters")
+    library = load_templates().select(["int-rerank-specific"])
+    for split, n in (("train", 64), ("valid", 32)):
+        build_instructions(toy_dataset, library, teacher, None, split, 0, root / "instr" / split,
+                           BuildSettings(max_examples=n, examples_per_target=4, render=render))
+    corpus = [str(t) for t in toy_dataset.titles]
+    for shard in sorted((root / "instr").rglob("shard-*.jsonl")):
+        corpus += shard.read_text().splitlines()
+    base = build_tiny_causal(root / "base", corpus, vocab_size=600, hidden=64, seed=0)
+    model = root / "model"
+    train(str(base), root / "instr" / "train", TrainSettings(
+        out_dir=str(model), lora=False, max_steps=80, batch_size=16, learning_rate=3e-3, eval_steps=40,
+        max_eval_examples=32, logging_steps=10, seed=0), valid=root / "instr" / "valid")
+    return model, root / "instr"

@@ -9,6 +9,10 @@ A `CandidateSet` holds, per evaluated user, C candidate item indices of which ex
   user never interacted with; true item at a seeded random position.
 - `groups:C` / `groups:C:RETRIEVER` - C candidates (true + C-1 random or retriever negatives) to be
   judged in groups of 10, as in the paper (see `protocol.evaluate(groups=...)`).
+- `rerank:RETRIEVER:N` - two-stage, how the system is used (LlamaRec's protocol): the N items a
+  fitted retriever ranks highest over the whole catalogue, the user's history excluded; the true
+  item is NOT added, so it may be missing (`target_pos` -1; `truth` holds the true items) and a
+  reranker is judged on full-catalogue HR@k / NDCG@k for k <= N (a missing target is a miss).
 - `file:PATH` - a saved set (`.npz` written by `CandidateSet.save`) or a file in the
   `Games-6k.<retriever>` format: `user_id TAB space-separated item ids` per line. Users of the file
   that are not evaluated users of the dataset are skipped (with a warning). Where the true item is
@@ -49,6 +53,8 @@ class CandidateSet:
         seed: the seed used to draw negatives and positions.
         stage: "test" (target = last item) or "valid" (second-to-last).
         info: anything else needed to reproduce it (retriever path, source file, dataset counts).
+        truth: the true item per row where it may be missing from `items` (`rerank:` sets, whose
+            `target_pos` is -1 there); None when every row holds its target.
     """
 
     rows: np.ndarray
@@ -58,6 +64,7 @@ class CandidateSet:
     seed: int
     stage: Split = "test"
     info: dict[str, Any] = field(default_factory=dict)
+    truth: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -67,11 +74,15 @@ class CandidateSet:
         return int(self.items.shape[1])
 
     def targets(self) -> np.ndarray:
+        """The true item of each row (also where it is not among the candidates)."""
+        if self.truth is not None:
+            return self.truth
         return self.items[np.arange(len(self)), self.target_pos]
 
     def subset(self, mask_or_idx: np.ndarray) -> CandidateSet:
         return CandidateSet(self.rows[mask_or_idx], self.items[mask_or_idx], self.target_pos[mask_or_idx],
-                            self.spec, self.seed, self.stage, dict(self.info))
+                            self.spec, self.seed, self.stage, dict(self.info),
+                            self.truth[mask_or_idx] if self.truth is not None else None)
 
     def save(self, path: str | Path) -> Path:
         """One `.npz` file (arrays + JSON metadata), written to a temporary name then renamed."""
@@ -80,8 +91,9 @@ class CandidateSet:
             path = path.with_suffix(".npz")
         meta = {"format": FORMAT, "spec": self.spec, "seed": self.seed, "stage": self.stage, "info": self.info}
         with atomic_file(path) as tmp, open(tmp, "wb") as fh:
+            extra = {"truth": self.truth} if self.truth is not None else {}
             np.savez_compressed(fh, rows=self.rows, items=self.items, target_pos=self.target_pos,
-                                meta=np.array(json.dumps(meta)))
+                                meta=np.array(json.dumps(meta)), **extra)
         return path
 
     @classmethod
@@ -93,7 +105,7 @@ class CandidateSet:
                 if meta.get("format") != FORMAT:
                     raise ValueError(f"format {meta.get('format')!r}")
                 return cls(z["rows"], z["items"], z["target_pos"], meta["spec"], int(meta["seed"]),
-                           meta["stage"], meta.get("info", {}))
+                           meta["stage"], meta.get("info", {}), z["truth"] if "truth" in z.files else None)
         except (OSError, ValueError, KeyError) as exc:
             raise DataError(f"{path} is not a saved candidate set ({exc}); build one with "
                             "`instructrec evaluate --save-candidates`.") from None
@@ -114,7 +126,7 @@ class CandidateSpec:
     """A parsed `--candidates` value."""
 
     mode: str
-    """random | hard | groups | file."""
+    """random | hard | groups | rerank | file."""
     n: int = 9
     """Negatives (random/hard) or total candidates (groups)."""
     retriever: str | None = None
@@ -128,9 +140,9 @@ class CandidateSpec:
 
 
 def parse_spec(spec: str) -> CandidateSpec:
-    """Parse `random:9`, `hard:sasrec:9`, `groups:100`, `groups:100:bpr`, `file:PATH`."""
+    """Parse `random:9`, `hard:sasrec:9`, `groups:100`, `groups:100:bpr`, `rerank:sasrec:20`, `file:PATH`."""
     parts = spec.split(":")
-    usage = "use random:N, hard:RETRIEVER:N, groups:C[:RETRIEVER] or file:PATH"
+    usage = "use random:N, hard:RETRIEVER:N, groups:C[:RETRIEVER], rerank:RETRIEVER:N or file:PATH"
     try:
         if parts[0] == "file" and len(parts) >= 2:
             return CandidateSpec("file", 0, path=spec[len("file:"):])
@@ -138,6 +150,10 @@ def parse_spec(spec: str) -> CandidateSpec:
             return CandidateSpec("random", int(parts[1]) if len(parts) == 2 else 9)
         if parts[0] == "hard" and len(parts) in (2, 3):
             return CandidateSpec("hard", int(parts[2]) if len(parts) == 3 else 9, retriever=parts[1])
+        if parts[0] == "rerank" and len(parts) == 3 and parts[1]:
+            if int(parts[2]) < 2:
+                raise InstructRecError(f"{spec}: rerank at least 2 retrieved items.")
+            return CandidateSpec("rerank", int(parts[2]), retriever=parts[1])
         if parts[0] == "groups" and len(parts) in (2, 3):
             total = int(parts[1])
             if total % 10 or total < 20:
@@ -194,21 +210,42 @@ def random_candidates(dataset: Dataset, split: LeaveOneOutSplit, rows: np.ndarra
     return CandidateSet(rows, items, pos, f"random:{n_neg}", seed, stage)
 
 
-def retriever_candidates(dataset: Dataset, split: LeaveOneOutSplit, rows: np.ndarray, n_neg: int,
-                         retriever: Any, seed: int = 0, stage: Split = "test",
-                         name: str = "retriever", batch_size: int = 1024) -> CandidateSet:
-    """The true item + the `n_neg` best-scored items the user never interacted with."""
-    rows = np.asarray(rows, dtype=np.int64)
-    negatives = np.empty((len(rows), n_neg), dtype=np.int64)
+def _retrieved(dataset: Dataset, split: LeaveOneOutSplit, rows: np.ndarray, n: int, retriever: Any,
+               stage: Split, exclude_target: bool, batch_size: int = 1024) -> np.ndarray:
+    """Per row, the retriever's `n` best items over the catalogue, best first, without the user's
+    history (and without the stage's target when `exclude_target`)."""
+    top = np.empty((len(rows), n), dtype=np.int64)
     for start in range(0, len(rows), batch_size):
         chunk = rows[start : start + batch_size]
         hists = [split.history(r, stage) for r in chunk]
         scores = np.array(retriever.score(hists, None, users=split.users[chunk]), dtype=np.float64)
         for i, r in enumerate(chunk):
-            scores[i, _seen(dataset, split, r, stage)] = -np.inf
-        part = np.argpartition(-scores, n_neg - 1, axis=1)[:, :n_neg]
+            scores[i, _seen(dataset, split, r, stage) if exclude_target else hists[i]] = -np.inf
+        part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
         order = np.argsort(-np.take_along_axis(scores, part, 1), axis=1, kind="stable")
-        negatives[start : start + len(chunk)] = np.take_along_axis(part, order, 1)
+        top[start : start + len(chunk)] = np.take_along_axis(part, order, 1)
+    return top
+
+
+def rerank_candidates(dataset: Dataset, split: LeaveOneOutSplit, rows: np.ndarray, n: int, retriever: Any,
+                      seed: int = 0, stage: Split = "test", name: str = "retriever") -> CandidateSet:
+    """The retriever's top `n` of the catalogue (history excluded), in its order; the true item
+    only where the retriever found it (`target_pos` -1 elsewhere)."""
+    rows = np.asarray(rows, dtype=np.int64)
+    items = _retrieved(dataset, split, rows, n, retriever, stage, exclude_target=False)
+    truth = _targets(split, rows, stage)
+    hit = items == truth[:, None]
+    pos = np.where(hit.any(1), hit.argmax(1), -1)
+    info = {"retriever": name, "target_found": int((pos >= 0).sum())}
+    return CandidateSet(rows, items, pos, f"rerank:{name}:{n}", seed, stage, info, truth)
+
+
+def retriever_candidates(dataset: Dataset, split: LeaveOneOutSplit, rows: np.ndarray, n_neg: int,
+                         retriever: Any, seed: int = 0, stage: Split = "test",
+                         name: str = "retriever", batch_size: int = 1024) -> CandidateSet:
+    """The true item + the `n_neg` best-scored items the user never interacted with."""
+    rows = np.asarray(rows, dtype=np.int64)
+    negatives = _retrieved(dataset, split, rows, n_neg, retriever, stage, exclude_target=True, batch_size=batch_size)
     rng = np.random.default_rng(seed)
     items, pos = _with_target(negatives, _targets(split, rows, stage), rng)
     return CandidateSet(rows, items, pos, f"hard:{name}:{n_neg}", seed, stage)
@@ -274,6 +311,11 @@ def build_candidates(spec: str | CandidateSpec, dataset: Dataset, split: LeaveOn
         cands.check(dataset, split)
         keep = np.isin(cands.rows, rows)
         return cands.subset(keep) if not keep.all() else cands
+    if spec.mode == "rerank":
+        if retrievers is None:
+            raise InstructRecError(f"candidates rerank:{spec.retriever} need a fitted retriever.")
+        return rerank_candidates(dataset, split, rows, spec.n, retrievers(str(spec.retriever)), seed, stage,
+                                 name=str(spec.retriever))
     n_neg = spec.n - 1 if spec.mode == "groups" else spec.n
     if spec.retriever is None:
         cands = random_candidates(dataset, split, rows, n_neg, seed, stage)

@@ -7,6 +7,8 @@ Grammar of a method (CLI `--method`, recipe `methods:`):
                                                      or a recipe's model name; default `--model`)
     llm[:MODEL]+RET[@ROLE][+RET[@ROLE]...]           the LLM fused with retrievers' signals; the
                                                      LLM weight is fitted on validation users
+    llm[:MODEL]*P[+RET...]                           LLM scores averaged over P orders of the
+                                                     candidates (`RerankSettings.permutations`)
     recommender                                      a saved recommender as a whole (`--recommender`)
 
 ROLE says what a retriever reads (`recommender.reranker.Role`): `history`, `text` (the task's query
@@ -47,6 +49,8 @@ class MethodSpec:
     """(retriever, role) pairs fused with the LLM."""
     recommender: bool = False
     """The saved recommender as a whole."""
+    permutations: int = 1
+    """Candidate orders the LLM's scores are averaged over."""
 
     @property
     def needs_fusion_weight(self) -> bool:
@@ -68,10 +72,16 @@ def parse_method(text: str, name: str | None = None) -> MethodSpec:
     if text == "recommender":
         return MethodSpec(text, label, recommender=True)
     head, *rest = text.split("+")
+    if head.startswith("llm") and "*" in head:
+        head, star, perms = head.partition("*")
+    else:
+        star, perms = "", ""
     if head != "llm" and not head.startswith("llm:"):
         if rest or "@" in head:
             raise InstructRecError(f"cannot read method {text!r}: only an LLM method fuses retrievers; {usage}.")
         return MethodSpec(text, label, retriever=head)
+    if star and not (perms.isdigit() and int(perms) >= 1):
+        raise InstructRecError(f"cannot read method {text!r}: `*P` needs a whole number of orders >= 1; {usage}.")
     model = head[len("llm:"):] if head.startswith("llm:") else ""
     if head.startswith("llm:") and not model:
         raise InstructRecError(f"cannot read method {text!r}: `llm:` needs a model; {usage}.")
@@ -82,7 +92,7 @@ def parse_method(text: str, name: str | None = None) -> MethodSpec:
         if not ret or role not in ROLES:
             raise InstructRecError(f"cannot read {part!r} in method {text!r}; {usage}.")
         fused.append((ret, role))
-    return MethodSpec(text, label, llm=model, fused=tuple(fused))
+    return MethodSpec(text, label, llm=model, fused=tuple(fused), permutations=int(perms) if star else 1)
 
 
 class ModelStore:
@@ -117,10 +127,10 @@ class ModelStore:
             else:
                 from instructrec import distributed
                 from instructrec.model.backend import load_model
-                from instructrec.model.scoring import CandidateScorer
+                from instructrec.model.listwise import make_scorer
 
                 with distributed.main_first():  # rank 0 converts `default` once; the others load it
-                    scorer = CandidateScorer(load_model(spec, device=distributed.device()))
+                    scorer = make_scorer(load_model(spec, device=distributed.device()))
             self._cache[spec] = LLMScores(scorer, self.normalize)
         return self._cache[spec]
 
@@ -170,7 +180,7 @@ def build_reranker(method: MethodSpec, ctx: EvalContext, task: Task, fusion_weig
     retrievers = [(r := ctx.retrievers(name), _role(r, role, task)) for name, role in method.fused]
     fusion = {key: fusion_weight} if fusion_weight is not None else {}
     return Reranker(ctx.dataset, ctx.models(method.llm), retrievers, ctx.renderer,  # type: ignore[arg-type]
-                    RerankSettings(ctx.history_items, fusion))
+                    RerankSettings(ctx.history_items, fusion, method.permutations))
 
 
 def build_scorer(method: MethodSpec, ctx: EvalContext, task: Task, fusion_weight: float | None = None) -> Scorer:

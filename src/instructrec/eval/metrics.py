@@ -12,7 +12,9 @@ that share its score, drawn from `numpy.random.default_rng(seed)`: rank = 1 + #(
 U is uniform on {0, ..., #(equal others)}. `"pessimistic"` puts it after every tied item and
 `"optimistic"` before them. A constant scorer thus gets the expected value of a random ranking
 (random), zero credit for ties (pessimistic), or full credit (optimistic, never use for reporting).
-NaN scores count as -inf.
+NaN scores count as -inf. A target that is not among the candidates at all (two-stage
+`rerank:` sets, `target_pos` -1) gets rank `ABSENT_RANK`: a miss for every HR@k / NDCG@k and
+(near) zero MRR.
 """
 
 from __future__ import annotations
@@ -27,6 +29,14 @@ Ties = Literal["random", "pessimistic", "optimistic"]
 HR_KS: tuple[int, ...] = (1, 3, 5)
 NDCG_KS: tuple[int, ...] = (3, 5)
 Z95 = 1.959963984540054
+ABSENT_RANK = 1 << 30
+"""Rank of a target the candidates do not contain (beyond any list)."""
+
+
+def metric_ks(size: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The HR and NDCG cut-offs reported for lists of `size` candidates: k = 10 joins where it is
+    not trivially 1 (more than 10 candidates)."""
+    return (HR_KS + (10,), NDCG_KS + (10,)) if size > 10 else (HR_KS, NDCG_KS)
 
 
 def ranks_from_counts(higher: np.ndarray, equal: np.ndarray, ties: Ties = "random",
@@ -54,6 +64,11 @@ def target_ranks(scores: np.ndarray, target_pos: np.ndarray, ties: Ties = "rando
     scores = np.where(np.isnan(scores), -np.inf, np.asarray(scores, dtype=np.float64))
     n = scores.shape[0]
     target_pos = np.asarray(target_pos, dtype=np.int64)
+    absent = target_pos < 0
+    if absent.any():
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        present = target_ranks(scores, np.where(absent, 0, target_pos), ties, rng, valid)
+        return np.where(absent, ABSENT_RANK, present)
     t = scores[np.arange(n), target_pos][:, None]
     keep = np.ones_like(scores, dtype=bool) if valid is None else np.asarray(valid, dtype=bool).copy()
     keep[np.arange(n), target_pos] = False  # count "others" only

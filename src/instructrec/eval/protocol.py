@@ -53,7 +53,14 @@ from instructrec import distributed
 from instructrec.data.split import LeaveOneOutSplit
 from instructrec.errors import InstructRecError
 from instructrec.eval.candidate_sets import CandidateSet
-from instructrec.eval.metrics import Ties, per_user_metrics, ranks_from_counts, summarize, target_ranks
+from instructrec.eval.metrics import (
+    Ties,
+    metric_ks,
+    per_user_metrics,
+    ranks_from_counts,
+    summarize,
+    target_ranks,
+)
 from instructrec.eval.queries import QueryProvider
 
 logger = logging.getLogger(__name__)
@@ -193,7 +200,8 @@ def evaluate(scorer: Scorer, split: LeaveOneOutSplit, candidates: CandidateSet, 
         bar.update(len(rows))
     bar.close()
     ranks = _gather_ranks(ranks, mine)
-    return EvalResult(scorer.name, task.name, candidates.spec, candidates.rows, ranks, per_user_metrics(ranks),
+    return EvalResult(scorer.name, task.name, candidates.spec, candidates.rows, ranks,
+                      per_user_metrics(ranks, *metric_ks(size)),
                       time.monotonic() - started,
                       {"ties": ties, "seed": seed, "groups": groups, "stage": candidates.stage,
                        "candidate_seed": candidates.seed, "aspects": task.aspects})

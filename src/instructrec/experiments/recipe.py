@@ -14,7 +14,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import ConfigDict, TypeAdapter, ValidationError
@@ -39,6 +39,20 @@ class InstructionsSpec:
     """Extra template files (YAML, the library's format) added to the built-in library."""
     teacher: str = "extractive"
     """Teacher that writes preference and intention texts (`extractive`: offline, deterministic)."""
+    candidate_labels: Literal["numbers", "letters"] = "numbers"
+    """Reranking candidates listed `numbers` (answer: the title; the paper's form) or `letters`
+    (answer: the letter; trains the listwise head, `model.listwise`)."""
+    history_items: int = 20
+    """Most recent history items shown per instruction (fewer: shorter, cheaper examples)."""
+
+    def hashed(self) -> dict[str, Any]:
+        """The settings that identify the build; fields added later count only when set, so
+        builds made before they existed keep their hash."""
+        out = asdict(self)
+        for name, default in (("candidate_labels", "numbers"), ("history_items", 20)):
+            if out[name] == default:
+                del out[name]
+        return out
 
 
 @dataclass

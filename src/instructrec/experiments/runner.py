@@ -148,21 +148,23 @@ class RecipeRun:
         if name in self._instructions:
             return self._instructions[name]
         from instructrec.instructions.builder import BuildSettings, build_instructions
+        from instructrec.instructions.render import RenderSettings
         from instructrec.instructions.templates import load_templates
 
         spec = self.recipe.instructions[name]
         if spec.teacher != "extractive":
             raise InstructRecError(f"instructions.{name}.teacher: recipes build with the extractive teacher; "
                                    "build LLM-teacher data with `instructrec instructions build --teacher ...`.")
-        settings = {**asdict(spec), "seed": self.recipe.seed,
+        settings = {**spec.hashed(), "seed": self.recipe.seed,
                     "template_files": {str(p): file_hash(p) for p in spec.templates}}
         stage = self.stages.stage("instructions", name, settings, [self.data])
 
         def compute(path: Path) -> Path:
             library = load_templates(*spec.templates)
             for split, n in (("train", spec.train_examples), ("valid", spec.valid_examples)):
+                render = RenderSettings(history_items=spec.history_items, candidate_labels=spec.candidate_labels)
                 build_instructions(self.dataset, library, self.teacher, spec.mix, split, self.recipe.seed,
-                                   path / split, BuildSettings(max_examples=n))
+                                   path / split, BuildSettings(max_examples=n, render=render))
             return path
 
         self._instructions[name] = (stage, self.stages.run(stage, compute, lambda p: p))

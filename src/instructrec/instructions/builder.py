@@ -41,7 +41,7 @@ from instructrec.atomic import atomic_write
 from instructrec.data.dataset import Dataset
 from instructrec.data.split import leave_one_out
 from instructrec.errors import InstructRecError
-from instructrec.instructions.render import Renderer, RenderSettings, sample_negatives
+from instructrec.instructions.render import Renderer, RenderSettings, candidate_label, sample_negatives
 from instructrec.instructions.schema import AnswerForm, Example, Instruction, Intention, TaskForm
 from instructrec.instructions.teachers.base import Teacher, TeacherAnswer, TeacherRequest
 from instructrec.instructions.templates import Template, TemplateLibrary
@@ -186,8 +186,15 @@ class _ShardBuilder:
         for j, user, target, history, template, reqs in jobs:
             texts = {name: answers[r] for name, r in reqs.items()}
             record = self.example(template, user, target, history, texts, rng).to_record()
+            if self.listwise(template):
+                record["candidate_labels"] = "letters"  # training reads the answer as a choice
             records.append({"id": f"{self.split}-{j}", **record})
         return records
+
+    def listwise(self, template: Template) -> bool:
+        """Whether this template's examples are listwise: letter-labelled candidates, letter answer."""
+        return (self.settings.render.candidate_labels == "letters" and template.aspects.task is TaskForm.RERANKING
+                and template.answer_form is AnswerForm.TITLE)
 
     def example(self, template: Template, user: int, target: int, history: np.ndarray,
                 texts: dict[str, TeacherAnswer], rng: random.Random) -> Example:
@@ -230,6 +237,8 @@ class _ShardBuilder:
         elif form is AnswerForm.REASONING:
             answer = (template.answer or "").format(target_title=titles[target], preference=preference or "",
                                                      intention=intention or "")
+        elif self.listwise(template):
+            answer = candidate_label(target_index, "letters")
         else:
             answer = titles[target]
         instruction = Instruction(text, template.aspects, template.id, tuple(titles[i] for i in candidates),

@@ -22,6 +22,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal
 
 import numpy as np
 
@@ -30,6 +31,12 @@ from instructrec.errors import InstructRecError
 from instructrec.instructions.schema import AnswerForm, Aspects, Instruction, Intention, Preference, TaskForm
 from instructrec.instructions.teachers.base import Teacher, TeacherRequest
 from instructrec.instructions.templates import Template, TemplateLibrary, load_templates
+
+CandidateLabels = Literal["numbers", "letters"]
+LETTERS = "ABCDEFGHIJKLMNOPQRST"
+"""Candidate labels of the listwise head: single tokens in common tokenizers (SmolLM2 reads "10" as
+two tokens, "J" as one), so one logit per candidate at the answer position ranks them all."""
+LISTWISE_ANSWER_HINT = "Answer with the letter of the best candidate only."
 
 
 @dataclass(frozen=True)
@@ -50,10 +57,14 @@ class RenderSettings:
     """Between history titles."""
     n_candidates: int = 10
     """Candidates per reranking instruction in built data (true item + n-1 sampled negatives)."""
+    candidate_labels: CandidateLabels = "numbers"
+    """How reranking candidates are listed: `numbers` (1., 2., ...; the answer is the title, the
+    paper's form) or `letters` (A., B., ...; the answer is the letter: the listwise head)."""
 
     def key(self) -> str:
-        return (f"h={self.history_items},c={self.history_chars},t={self.history_tokens},"
-                f"tc={self.title_chars},sep={self.history_separator!r},n={self.n_candidates}")
+        key = (f"h={self.history_items},c={self.history_chars},t={self.history_tokens},"
+               f"tc={self.title_chars},sep={self.history_separator!r},n={self.n_candidates}")
+        return key if self.candidate_labels == "numbers" else key + f",labels={self.candidate_labels}"
 
 
 def short_title(title: str, limit: int) -> str:
@@ -75,9 +86,21 @@ def format_history(titles: Sequence[str], settings: RenderSettings) -> str:
     return text
 
 
-def format_candidates(titles: Sequence[str], settings: RenderSettings) -> str:
-    """A numbered list, one candidate per line."""
-    return "\n" + "\n".join(f"{i}. {short_title(str(t), settings.title_chars)}" for i, t in enumerate(titles, 1))
+def candidate_label(index: int, labels: CandidateLabels) -> str:
+    """The label of the candidate at 0-based `index`: "1", "2", ... or "A", "B", ..."""
+    if labels == "numbers":
+        return str(index + 1)
+    if index >= len(LETTERS):
+        raise InstructRecError(f"the listwise head labels at most {len(LETTERS)} candidates, not {index + 1}; "
+                               "rerank fewer candidates per instruction.")
+    return LETTERS[index]
+
+
+def format_candidates(titles: Sequence[str], settings: RenderSettings, labels: CandidateLabels | None = None) -> str:
+    """A labelled list, one candidate per line (`labels` overrides the settings' label style)."""
+    style = labels or settings.candidate_labels
+    return "\n" + "\n".join(f"{candidate_label(i, style)}. {short_title(str(t), settings.title_chars)}"
+                             for i, t in enumerate(titles))
 
 
 def sample_negatives(n_items: int, k: int, exclude: set[int] | frozenset[int], rng: random.Random) -> list[int]:
@@ -154,8 +177,10 @@ class Renderer:
 
     def fill(self, template: Template, *, history: Sequence[str] = (), preference: str | None = None,
              intention: str | None = None, candidates: Sequence[str] = (), item: str | None = None,
-             pair: tuple[str, str] | None = None) -> str:
-        """Render `template` from already-prepared texts (titles, preference, intention)."""
+             pair: tuple[str, str] | None = None, labels: CandidateLabels | None = None) -> str:
+        """Render `template` from already-prepared texts (titles, preference, intention); `labels`
+        overrides the settings' candidate labels (letters add the one-letter answer hint)."""
+        style = labels or self.settings.candidate_labels
         values: dict[str, str] = {}
         if "history" in template.slots:
             if not len(history):
@@ -165,7 +190,7 @@ class Renderer:
         if "candidates" in template.slots or "n_candidates" in template.slots:
             if len(candidates) < 1:
                 raise InstructRecError(f"template {template.id!r} needs candidates; none were given.")
-            values["candidates"] = format_candidates(candidates, self.settings)
+            values["candidates"] = format_candidates(candidates, self.settings, style)
             values["n_candidates"] = str(len(candidates))
         for slot, value in (("preference", preference), ("intention", intention), ("item", item)):
             if slot in template.slots:
@@ -176,13 +201,16 @@ class Renderer:
             if pair is None:
                 raise InstructRecError(f"template {template.id!r} needs two items to compare.")
             values["item_a"], values["item_b"] = (short_title(p, self.settings.title_chars) for p in pair)
-        return template.render(values)
+        text = template.render(values)
+        listwise = style == "letters" and "candidates" in template.slots and template.answer_form is AnswerForm.TITLE
+        return f"{text}\n{LISTWISE_ANSWER_HINT}" if listwise else text
 
     def rerank(self, aspects: Aspects | str, history: Sequence[int | str] | np.ndarray = (),
                candidates: Sequence[int | str] | np.ndarray = (), *, preference: str | None = None,
                intention: str | None = None, target_item: int | None = None, user_id: str = "",
-               template_id: str | None = None) -> Instruction:
-        """One T3 instruction; candidates appear numbered in the order given."""
+               template_id: str | None = None, labels: CandidateLabels | None = None) -> Instruction:
+        """One T3 instruction; candidates appear labelled (numbers, or letters for the listwise
+        head) in the order given."""
         template = self.template_for(aspects, template_id)
         if template.aspects.task is not TaskForm.RERANKING:
             raise InstructRecError(f"template {template.id!r} is {template.aspects.task.value}, not T3 reranking.")
@@ -200,7 +228,7 @@ class Renderer:
             kind = "vague_intention" if template.aspects.intention is Intention.VAGUE else "specific_intention"
             intention = self.teacher.answer([TeacherRequest(kind, user_id, item=int(target_item))])[0].text
         text = self.fill(template, history=hist_titles, preference=preference, intention=intention,
-                         candidates=cand_titles)
+                         candidates=cand_titles, labels=labels)
         return Instruction(text, template.aspects, template.id, tuple(cand_titles), tuple(cand_ids))
 
 

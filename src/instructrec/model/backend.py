@@ -52,6 +52,9 @@ class LoadedModel:
     """`seq2seq` (encoder-decoder) or `causal` (decoder-only)."""
     name: str
     """The spec it was loaded from (for logs and metadata)."""
+    head: str = "title"
+    """The ranking head it was trained for (`instructrec.json`): `title` (the paper's title
+    likelihood; base models) or `listwise` (letter logits, `model.listwise`)."""
 
 
 def hub_is_offline() -> bool:
@@ -104,7 +107,7 @@ def _auto_class(kind: ModelKind) -> Any:
     return AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
 
 
-def _finish(model: Any, tokenizer: Any, kind: ModelKind, name: str, device: str) -> LoadedModel:
+def _finish(model: Any, tokenizer: Any, kind: ModelKind, name: str, device: str, head: str = "title") -> LoadedModel:
     """Check the tokenizer fits the model, set a pad token, move to the device, eval mode."""
     vocab = model.get_input_embeddings().num_embeddings
     if len(tokenizer) > vocab:
@@ -118,7 +121,7 @@ def _finish(model: Any, tokenizer: Any, kind: ModelKind, name: str, device: str)
         tokenizer.pad_token = tokenizer.eos_token
     model.to(device)
     model.eval()
-    return LoadedModel(model=model, tokenizer=tokenizer, kind=kind, name=name)
+    return LoadedModel(model=model, tokenizer=tokenizer, kind=kind, name=name, head=head)
 
 
 def load_gguf(path: Path, dtype: torch.dtype = torch.float32) -> tuple[Any, Any]:
@@ -201,7 +204,7 @@ def _load_adapter(folder: Path, kind: ModelKind | None, dtype: torch.dtype, devi
             f"the adapter in {folder} does not fit its base model {base_spec} ({exc}); "
             "it was trained on another architecture"
         ) from exc
-    return _finish(model, tokenizer, base.kind, str(folder), device)
+    return _finish(model, tokenizer, base.kind, str(folder), device, meta.get("head", "title"))
 
 
 def dtype_name(dtype: torch.dtype) -> DType:
@@ -245,7 +248,7 @@ def load_model(
                 "model folder, a training output, a .gguf file, a hub id or 'default'"
             )
         model, tokenizer, detected = _load_folder(path, kind, torch_dtype)
-        return _finish(model, tokenizer, detected, spec_str, device)
+        return _finish(model, tokenizer, detected, spec_str, device, _read_meta(path).get("head", "title"))
     if isinstance(spec, Path) or _looks_like_path(spec_str):
         raise ModelError(f"model path {path} does not exist; check the path or use --model default")
     return _load_hub(spec_str, kind, torch_dtype, device)

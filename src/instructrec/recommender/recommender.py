@@ -34,7 +34,8 @@ from instructrec.instructions.render import Renderer
 from instructrec.instructions.templates import load_templates
 from instructrec.itemlist import ItemList
 from instructrec.model.backend import LoadedModel, load_model
-from instructrec.model.scoring import CandidateScorer, Normalize
+from instructrec.model.listwise import make_scorer
+from instructrec.model.scoring import Normalize
 from instructrec.recommender.reranker import LLMScores, Query, Reranker, RerankSettings
 from instructrec.recommender.results import RecommendedItem, RecommendResult
 from instructrec.recommender.routing import RoutedRequest, attribute_vocabulary, route_request
@@ -78,7 +79,7 @@ class Recommender:
         self.settings = settings or RecommenderSettings()
         self.template_paths = [Path(p) for p in template_paths]
         self.renderer = Renderer(dataset, load_templates(*self.template_paths))
-        self.scorer = CandidateScorer(model)
+        self.scorer = make_scorer(model)  # the head the model was trained with
         retrievers = [(retriever, "history")] + ([(text_retriever, "text")] if text_retriever is not None else [])
         self.reranker = Reranker(dataset, LLMScores(self.scorer, self.settings.normalize, memo_size=1024),
                                  retrievers, self.renderer,  # type: ignore[arg-type]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -124,6 +124,8 @@ class LLMScores:
 
     def __init__(self, scorer: Any, normalize: str = "mean", memo_size: int = 100_000) -> None:
         self.scorer, self.normalize, self.memo_size = scorer, normalize, memo_size
+        self.candidate_labels: str = getattr(scorer, "candidate_labels", "numbers")
+        """How instructions for this scorer list candidates: `letters` for the listwise head."""
         self._memo: OrderedDict[tuple[str, tuple[str, ...]], np.ndarray] = OrderedDict()
 
     @property
@@ -155,6 +157,24 @@ class RerankSettings:
     fusion: dict[str, float] = field(default_factory=dict)
     """LLM weight per aspects key (e.g. `P1,I0,T3`: 0.3), fitted on validation users of that task;
     aspects without a weight are ranked by the LLM alone."""
+    permutations: int = 1
+    """LLM scores averaged over this many orders of the candidates (1: the given order). More than
+    one: cyclic shifts of the candidates sorted by item, so each item is shown at as many positions
+    and the scores do not depend on the order the candidates came in (cancels position bias)."""
+
+    def __post_init__(self) -> None:
+        if self.permutations < 1:
+            raise InstructRecError(f"permutations must be >= 1, not {self.permutations}")
+
+
+def candidate_orders(candidates: np.ndarray, permutations: int) -> list[np.ndarray]:
+    """The positions (into `candidates`) to show the candidates in, one array per permutation."""
+    n = len(candidates)
+    if permutations == 1:
+        return [np.arange(n)]
+    canonical = np.argsort(candidates, kind="stable")
+    shifts = sorted({int(round(k * n / permutations)) % n for k in range(permutations)})
+    return [np.roll(canonical, -s) for s in shifts]
 
 
 class Reranker:
@@ -181,6 +201,7 @@ class Reranker:
             query.aspects, history=shown, candidates=list(candidates), template_id=template.id,
             preference=fit_to_slot(pref, "preference", template.text, False) if pref else None,
             intention=fit_to_slot(intent, "intention", template.text, specific) if intent else None,
+            labels=self.llm.candidate_labels if self.llm is not None else None,  # type: ignore[arg-type]
         )
 
     def retrieval_scores(self, queries: Sequence[Query], candidates: np.ndarray) -> np.ndarray:
@@ -206,12 +227,21 @@ class Reranker:
         if self.llm is None:
             return out, texts
         rows = [i for i, q in enumerate(queries) if q.readable]
+        shown: list[tuple[int, np.ndarray]] = []  # (row, order) per instruction scored
+        prompts: list[str] = []
         for i in rows:
-            texts[i] = self.instruction(queries[i], candidates[i]).text
-        if rows:
-            titles = [[str(self.dataset.titles[int(j)]) for j in candidates[i]] for i in rows]
-            for i, scores in zip(rows, self.llm([texts[i] for i in rows], titles), strict=True):
-                out[i] = scores
+            for order in candidate_orders(candidates[i], self.settings.permutations):
+                shown.append((i, order))
+                prompts.append(self.instruction(queries[i], candidates[i][order]).text)
+                texts[i] = texts[i] or prompts[-1]  # the first order's instruction
+        if shown:
+            titles = [[str(self.dataset.titles[int(j)]) for j in candidates[i][order]] for i, order in shown]
+            total = np.zeros(candidates.shape)
+            count = np.zeros(len(candidates))
+            for (i, order), scores in zip(shown, self.llm(prompts, titles), strict=True):
+                total[i, order] += scores
+                count[i] += 1
+            out[rows] = total[rows] / count[rows, None]
         return out, texts
 
     def final_scores(self, queries: Sequence[Query], llm: np.ndarray, retrieval: np.ndarray) -> np.ndarray:
@@ -248,7 +278,7 @@ class Reranker:
     def with_fusion(self, fusion: dict[str, float]) -> Reranker:
         """The same parts with other fusion weights (e.g. fitted ones)."""
         return Reranker(self.dataset, self.llm, self.retrievers, self.renderer,
-                        RerankSettings(self.settings.history_items, dict(fusion)))
+                        replace(self.settings, fusion=dict(fusion)))
 
 
 def fit_fusion(reranker: Reranker, queries: Sequence[Query], candidates: np.ndarray, target_pos: np.ndarray,

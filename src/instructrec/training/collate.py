@@ -46,4 +46,11 @@ class InstructionCollator:
             ids[i, :n] = torch.tensor(f["input_ids"])
             mask[i, :n] = 1
             labels[i, : len(f["labels"])] = torch.tensor(f["labels"])
-        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+        if any("choices" in f for f in features):  # listwise rows: their candidates' label tokens, -1 padded
+            width = max(len(f.get("choices", ())) for f in features)
+            choices = torch.full((len(features), width), -1, dtype=torch.long)
+            for i, f in enumerate(features):
+                choices[i, : len(f.get("choices", ()))] = torch.tensor(f.get("choices", []), dtype=torch.long)
+            batch["choices"] = choices
+        return batch

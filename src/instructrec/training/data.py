@@ -82,12 +82,36 @@ def reranking_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def is_listwise(rec: dict[str, Any]) -> bool:
+    """A listwise record: letter-labelled candidates and the target's letter as the answer."""
+    return rec.get("candidate_labels") == "letters" and bool(reranking_records([rec]))
+
+
+def records_head(records: list[dict[str, Any]]) -> str:
+    """The ranking head training on `records` produces: `listwise` when they hold listwise records."""
+    return "listwise" if any(is_listwise(r) for r in records) else "title"
+
+
 def tokenize_records(records: list[dict[str, Any]], encoder: PromptEncoder) -> list[dict[str, Any]]:
     """Features for training: `input_ids`, `labels` (-100 on the prompt for causal models) and
-    `length` (for length-grouped batching)."""
+    `length` (for length-grouped batching). Listwise records also get `choices`, the token ids of
+    their candidates' letters: their loss is cross-entropy over those logits only (`loss.py`)."""
     feats = []
+    letters: list[int] | None = None
     for rec in records:
         prompt = encoder.prompt_ids(rec["instruction"])
+        if is_listwise(rec):
+            if encoder.kind != "causal":
+                raise DataError("listwise records train causal models only; build the instructions with "
+                                "numbered candidates for a seq2seq model")
+            from instructrec.model.listwise import label_token_ids
+
+            letters = letters or label_token_ids(encoder)
+            choices = letters[: len(rec["candidates"])]
+            target = choices[int(rec["target_index"])]
+            feats.append({"input_ids": [*prompt, target], "labels": [-100] * len(prompt) + [target],
+                          "choices": choices, "length": len(prompt) + 1})
+            continue
         answer = encoder.answer_ids(rec["target"])
         if encoder.kind == "causal":
             ids = prompt + answer

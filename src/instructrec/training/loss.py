@@ -2,6 +2,9 @@
 
 For causal models the LM head is computed only at the positions that predict an answer token
 (about 1.3x faster on a CPU; prompts are long, answers short) where the model supports it.
+Listwise rows (a `choices` row in the batch: their candidates' letter tokens) have one answer
+token, the target's letter; their logits outside the choices are masked, so their term is the
+cross-entropy over the candidates' letters, exactly what `model.listwise` scores.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ def answer_only_loss(model: Any, kind: ModelKind, inputs: dict[str, torch.Tensor
             logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).logits
         if logits.dim() == 3:
             logits = logits[keep]
+        if "choices" in inputs:
+            logits = only_choices(logits, inputs["choices"][keep.nonzero()[:, 0]])
     else:
         logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], labels=labels).logits
         targets = labels[labels != IGNORE]
@@ -39,3 +44,15 @@ def answer_only_loss(model: Any, kind: ModelKind, inputs: dict[str, torch.Tensor
     if isinstance(denom, torch.Tensor):
         denom = denom.to(total.device)
     return total / denom
+
+
+def only_choices(logits: torch.Tensor, choices: torch.Tensor) -> torch.Tensor:
+    """`logits` (N, V) with every token outside each row's `choices` (N, K; -1 = none) at -inf;
+    rows without choices are left as they are."""
+    choices = choices.to(logits.device)
+    valid = choices >= 0
+    allowed = torch.zeros(logits.shape, dtype=torch.bool, device=logits.device)
+    rows, cols = valid.nonzero(as_tuple=True)
+    allowed[rows, choices[rows, cols]] = True
+    allowed[~valid.any(1)] = True
+    return logits.masked_fill(~allowed, float("-inf"))

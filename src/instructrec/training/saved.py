@@ -22,12 +22,14 @@ def base_model_ref(model_spec: str) -> str:
     return str(path.resolve()) if path.exists() else model_spec
 
 
-def output_meta(model_spec: str, loaded: LoadedModel, settings: TrainSettings, trainer: Any, metric: str) -> dict[str, Any]:
-    """The content of `instructrec.json`."""
+def output_meta(model_spec: str, loaded: LoadedModel, settings: TrainSettings, trainer: Any, metric: str,
+                head: str = "title") -> dict[str, Any]:
+    """The content of `instructrec.json` (`head`: the ranking head trained, `model.listwise.HEADS`)."""
     args = trainer.args
     return {
         "base_model": base_model_ref(model_spec),
         "kind": loaded.kind,
+        "head": head,
         "lora": settings.lora,
         "global_step": trainer.state.global_step,
         "best_metric": trainer.state.best_metric,
@@ -38,12 +40,13 @@ def output_meta(model_spec: str, loaded: LoadedModel, settings: TrainSettings, t
     }
 
 
-def save_output(trainer: Any, model_spec: str, loaded: LoadedModel, settings: TrainSettings, metric: str) -> None:
+def save_output(trainer: Any, model_spec: str, loaded: LoadedModel, settings: TrainSettings, metric: str,
+                head: str = "title") -> None:
     """Write the model (or adapter) the trainer holds, its tokenizer and `instructrec.json` to `out_dir`."""
     out = Path(settings.out_dir)
     trainer.save_model(str(out))
     loaded.tokenizer.save_pretrained(str(out))
-    atomic_write(out / META_FILE, json.dumps(output_meta(model_spec, loaded, settings, trainer, metric), indent=2, default=str))
+    atomic_write(out / META_FILE, json.dumps(output_meta(model_spec, loaded, settings, trainer, metric, head), indent=2, default=str))
     (out / UNFINISHED_FILE).unlink(missing_ok=True)  # written last: the folder now loads
 
 

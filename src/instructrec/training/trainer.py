@@ -24,7 +24,13 @@ from instructrec.model.backend import LoadedModel, ModelKind, load_model
 from instructrec.model.prompt import PromptEncoder
 from instructrec.training.arguments import training_arguments
 from instructrec.training.collate import InstructionCollator
-from instructrec.training.data import load_instruction_records, reranking_records, tokenize_records
+from instructrec.training.data import (
+    is_listwise,
+    load_instruction_records,
+    records_head,
+    reranking_records,
+    tokenize_records,
+)
 from instructrec.training.loss import answer_only_loss
 from instructrec.training.progress import ThroughputCallback
 from instructrec.training.resume import resume_checkpoint
@@ -119,7 +125,11 @@ def train(
     eval_ds = tokenize_records(valid_recs[: settings.max_eval_examples], encoder) if valid_recs else None
     if encoder.truncated:
         log.warning("%d training/validation instructions were cut to %d tokens", encoder.truncated, settings.prompt.max_prompt_tokens)
-    hr_records = reranking_records(valid_recs)[: settings.max_eval_examples]
+    head = records_head(train_recs)
+    hr_records = reranking_records(valid_recs)
+    if head == "listwise":  # validate the head being trained: letter-labelled records only
+        hr_records = [r for r in hr_records if is_listwise(r)]
+    hr_records = hr_records[: settings.max_eval_examples]
     metric = "hr@1" if hr_records else "loss"
 
     args = training_arguments(settings, eval_ds is not None, metric)
@@ -140,7 +150,7 @@ def train(
     if eval_ds is not None:
         metrics.update(trainer.evaluate())
     if trainer.is_world_process_zero():
-        save_output(trainer, model_spec, loaded, settings, metric)
+        save_output(trainer, model_spec, loaded, settings, metric, head)
     return TrainResult(
         out_dir=str(Path(settings.out_dir)),
         global_step=trainer.state.global_step,

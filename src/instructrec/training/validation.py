@@ -1,7 +1,8 @@
 """Validation HR@1: the metric that picks the best checkpoint.
 
 Each validation reranking (T3) record's candidates are scored with the model being trained, by
-the same `CandidateScorer` that serves predictions; HR@1 is the share of records whose target
+the same scorer that serves predictions (`model.listwise.make_scorer`: the listwise head for
+letter-labelled records, else the title likelihood); HR@1 is the share of records whose target
 scores highest. The records are sharded over the processes of a distributed run and the hits
 gathered, so every process gets the same number.
 """
@@ -16,8 +17,10 @@ import numpy as np
 import torch
 
 from instructrec.model.backend import LoadedModel, ModelKind
+from instructrec.model.listwise import make_scorer
 from instructrec.model.prompt import PromptSettings
-from instructrec.model.scoring import CandidateScorer, Normalize, ScoringSettings
+from instructrec.model.scoring import Normalize
+from instructrec.training.data import is_listwise
 
 
 @dataclass
@@ -44,8 +47,10 @@ class CandidateHitRate:
         shard = self.records[acc.process_index * n : (acc.process_index + 1) * n]
         weights = [1.0] * len(shard) + [0.0] * (n - len(shard))
         shard = shard + [self.records[0]] * (n - len(shard))  # equal work on every process
-        loaded = LoadedModel(acc.unwrap_model(model), self.tokenizer, self.kind, "training")
-        scorer = CandidateScorer(loaded, ScoringSettings(normalize=self.normalize), self.prompt)
+        listwise = all(is_listwise(r) for r in self.records)
+        loaded = LoadedModel(acc.unwrap_model(model), self.tokenizer, self.kind, "training",
+                             "listwise" if listwise else "title")
+        scorer = make_scorer(loaded, self.prompt, normalize=self.normalize)
         scores = scorer.score([r["instruction"] for r in shard], [r["candidates"] for r in shard])
         hits = sum(w * float(int(np.argmax(s)) == int(r["target_index"])) for w, s, r in zip(weights, scores, shard))
         totals = acc.reduce(torch.tensor([hits, sum(weights)], device=acc.device), reduction="sum")
