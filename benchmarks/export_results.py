@@ -4,8 +4,10 @@
         --recipe benchmarks/recipes/games-table6.yaml --out benchmarks/results/games-table6-300u.json
 
 Each row: experiment, method, method_spec, llm_input (`none`: no LLM; `text`: the LLM sees titles
-and request only; `fused`: LLM scores mixed with retrievers' after scoring), users, hr1, hr1_ci
-(95% half-width), ndcg5, mrr, fusion_weight, recipe; plus the run's paired differences.
+and request only; `collaborative`: the LLM also reads a first stage's ranks in its prompt;
+`fused`: LLM scores mixed with retrievers' after scoring), users, hr1, hr1_ci (95% half-width),
+ndcg5, mrr, hr10 and ndcg10 (lists of more than 10 candidates), fusion_weight, recipe; plus the
+run's paired differences.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from instructrec.eval.methods import parse_method
 
 def llm_input(spec: str) -> str:
     method = parse_method(spec)
+    if any(role == "note" for _, role in method.fused):
+        return "collaborative"
     if method.recommender or method.needs_fusion_weight:
         return "fused"
     return "text" if method.llm is not None else "none"
@@ -38,6 +42,7 @@ def export(summary: dict, recipe: str) -> dict:
                      "llm_input": llm_input(spec), "candidates": r["candidates"], "users": r["users"],
                      "hr1": round(r["HR@1"], 4), "hr1_ci": round(r["HR@1_ci"], 4), "ndcg5": round(r["NDCG@5"], 4),
                      "mrr": round(r["MRR"], 4),
+                     **{k.lower().replace("@", ""): round(r[k], 4) for k in ("HR@10", "NDCG@10") if k in r},
                      "fusion_weight": summary["fusion_weights"].get(r["experiment"], {}).get(r["method"]),
                      "recipe": recipe})
     paired = [{"experiment": exp, **p} for exp, rep in summary["reports"].items() for p in rep["paired"]]

@@ -114,3 +114,59 @@ def test_permutations_setting_and_method_grammar():
     assert parse_method("llm:tuned").permutations == 1
     with pytest.raises(InstructRecError, match=r"\*P"):
         parse_method("llm:tuned*x")
+
+
+# -- collaborative notes: a first stage's ranks written next to the candidates ------------------
+def test_notes_are_the_first_stage_ranks_and_the_same_in_training_and_serving(toy_dataset, toy_parts, tmp_path):
+    import re
+
+    from instructrec.instructions.builder import BuildSettings, build_instructions, fingerprint
+    from instructrec.instructions.notes import CandidateNotes
+    from instructrec.instructions.render import RenderSettings
+    from instructrec.instructions.teachers.extractive import ExtractiveTeacher
+    from instructrec.instructions.templates import load_templates
+
+    _, _, _, pop, _ = toy_parts
+    notes = CandidateNotes(pop, "popularity-test")
+    cands = np.asarray([[3, 9, 12, 5]])
+    ranks = notes.ranks([np.asarray([0, 1])], cands)[0]
+    counts = pop.score([np.asarray([0, 1])], cands, None)[0]
+    assert sorted(ranks.tolist()) == [1, 2, 3, 4] and ranks[int(np.argmax(counts))] == 1
+
+    library = load_templates().select(["pref-rerank-history"])  # the template the reranker picks for P1,I0,T3
+    teacher = ExtractiveTeacher().fit(toy_dataset)
+    render = RenderSettings(n_candidates=4, candidate_labels="letters")
+    with_notes = BuildSettings(max_examples=12, render=render, notes=notes)
+    build_instructions(toy_dataset, library, teacher, None, "train", 0, tmp_path / "b", with_notes)
+    assert fingerprint(toy_dataset, library, teacher, None, "train", 0, with_notes) != fingerprint(
+        toy_dataset, library, teacher, None, "train", 0, BuildSettings(max_examples=12, render=render))
+    recs = load_instruction_records(tmp_path / "b")["train"]
+    titles = [str(t) for t in toy_dataset.titles]
+    index = {t: i for i, t in enumerate(titles)}
+    reranker = Reranker(toy_dataset, LLMScores(_Letters()), [(pop, "note")],
+                        settings=RerankSettings(history_items=20))
+    for rec in recs[:6]:
+        written = re.findall(r"\n[A-D]\. .*? \(collaborative rank (\d)\)", rec["instruction"])
+        assert len(written) == 4
+        hist = np.asarray([toy_dataset.item_index(i) for i in rec["meta"]["history"]])
+        items = np.asarray([[index[t] for t in rec["candidates"]]])
+        query = Query(hist, Aspects.parse(rec["aspects"]))
+        served = reranker.score_batch([query], items)
+        assert reranker.last_instructions[0] == rec["instruction"]  # train == serve, notes included
+        assert np.allclose(served[0].columns["retrieval"], 0)  # a note retriever is not fused
+
+
+class _Letters:
+    """A stand-in listwise scorer that only records what it is asked (no model needed)."""
+
+    candidate_labels = "letters"
+    truncated = 0
+
+    def score(self, instructions, candidates, normalize=None):
+        return [np.zeros(len(c)) for c in candidates]
+
+
+def test_note_role_in_methods():
+    m = parse_method("llm:tuned+sasrec@note")
+    assert m.fused == (("sasrec", "note"),) and not m.needs_fusion_weight
+    assert parse_method("llm:tuned+sasrec@note+sasrec").needs_fusion_weight

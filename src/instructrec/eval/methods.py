@@ -13,7 +13,8 @@ Grammar of a method (CLI `--method`, recipe `methods:`):
 
 ROLE says what a retriever reads (`recommender.reranker.Role`): `history`, `text` (the task's query
 text only) or `auto` (default: the text where the task has one and the retriever reads text, else
-the history). Every LLM-based method runs through `recommender.reranker.Reranker`, the code that
+the history); `note` writes its ranks of the candidates into the LLM's instruction instead of
+fusing (for models tuned with `candidate_notes`), e.g. `llm:tuned-notes+sasrec@note`. Every LLM-based method runs through `recommender.reranker.Reranker`, the code that
 serves requests.
 """
 
@@ -30,7 +31,7 @@ from instructrec.data.split import LeaveOneOutSplit
 from instructrec.errors import InstructRecError
 from instructrec.eval.protocol import RetrieverScorer, Scorer, Task
 
-ROLES = ("history", "text", "auto")
+ROLES = ("history", "text", "auto", "note")
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ class MethodSpec:
 
     @property
     def needs_fusion_weight(self) -> bool:
-        return bool(self.llm is not None and self.fused)
+        return bool(self.llm is not None and any(role != "note" for _, role in self.fused))
 
     @property
     def retrievers(self) -> list[str]:
@@ -65,7 +66,7 @@ def parse_method(text: str, name: str | None = None) -> MethodSpec:
     """Parse a method string; a malformed one is an error that shows the grammar."""
     text = text.strip()
     label = name or text
-    usage = ("write RETRIEVER, llm[:MODEL], llm[:MODEL]+RETRIEVER[@history|@text|@auto]... or recommender "
+    usage = ("write RETRIEVER, llm[:MODEL][*P], llm[:MODEL]+RETRIEVER[@history|@text|@auto|@note]... or recommender "
              "(e.g. sasrec, llm, llm:runs/tuned+sasrec)")
     if not text:
         raise InstructRecError(f"empty method; {usage}.")

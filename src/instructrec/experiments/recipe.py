@@ -44,12 +44,15 @@ class InstructionsSpec:
     (answer: the letter; trains the listwise head, `model.listwise`)."""
     history_items: int = 20
     """Most recent history items shown per instruction (fewer: shorter, cheaper examples)."""
+    candidate_notes: str | None = None
+    """A retriever (in `retrievers:` or by registry name) whose rank of each reranking candidate is
+    written next to its title (`instructions.notes`); evaluate such a model with `+NAME@note`."""
 
     def hashed(self) -> dict[str, Any]:
         """The settings that identify the build; fields added later count only when set, so
         builds made before they existed keep their hash."""
         out = asdict(self)
-        for name, default in (("candidate_labels", "numbers"), ("history_items", 20)):
+        for name, default in (("candidate_labels", "numbers"), ("history_items", 20), ("candidate_notes", None)):
             if out[name] == default:
                 del out[name]
         return out
@@ -122,6 +125,8 @@ class RecommenderSpec:
     """Method name whose per-task fitted weights the recommender uses (None: LLM score alone)."""
     n_candidates: int = 20
     """Pool size the LLM reranks per request."""
+    notes: bool = False
+    """Write the history retriever's ranks into the instruction (a model tuned with `candidate_notes`)."""
 
 
 @dataclass

@@ -157,14 +157,24 @@ class RecipeRun:
                                    "build LLM-teacher data with `instructrec instructions build --teacher ...`.")
         settings = {**spec.hashed(), "seed": self.recipe.seed,
                     "template_files": {str(p): file_hash(p) for p in spec.templates}}
-        stage = self.stages.stage("instructions", name, settings, [self.data])
+        deps: list[Stage | str] = [self.data]
+        if spec.candidate_notes:
+            deps.append(self.retrievers.stage(spec.candidate_notes))
+        stage = self.stages.stage("instructions", name, settings, deps)
 
         def compute(path: Path) -> Path:
+            from instructrec.instructions.notes import CandidateNotes
+
             library = load_templates(*spec.templates)
+            notes = None
+            if spec.candidate_notes:
+                retriever_stage = self.retrievers.stage(spec.candidate_notes)
+                notes = CandidateNotes(self.retrievers(spec.candidate_notes),
+                                       f"{spec.candidate_notes}-{retriever_stage.hash}")
             for split, n in (("train", spec.train_examples), ("valid", spec.valid_examples)):
                 render = RenderSettings(history_items=spec.history_items, candidate_labels=spec.candidate_labels)
                 build_instructions(self.dataset, library, self.teacher, spec.mix, split, self.recipe.seed,
-                                   path / split, BuildSettings(max_examples=n, render=render))
+                                   path / split, BuildSettings(max_examples=n, render=render, notes=notes))
             return path
 
         self._instructions[name] = (stage, self.stages.run(stage, compute, lambda p: p))
@@ -344,7 +354,7 @@ class RecipeRun:
             retriever = load_retriever(self.retrievers.stage(spec.retriever).path)
             text = load_retriever(self.retrievers.stage(spec.text_retriever).path) if spec.text_retriever else None
             rec = Recommender(self.dataset, load_model(model_path, device="cpu"), retriever, text,
-                              RecommenderSettings(n_candidates=spec.n_candidates, fusion=fusion,
+                              RecommenderSettings(n_candidates=spec.n_candidates, fusion=fusion, notes=spec.notes,
                                                   model="model" if trained else spec.model))
             return rec.save(path, model_source=model_path if trained else None)
 

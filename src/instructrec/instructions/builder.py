@@ -41,6 +41,7 @@ from instructrec.atomic import atomic_write
 from instructrec.data.dataset import Dataset
 from instructrec.data.split import leave_one_out
 from instructrec.errors import InstructRecError
+from instructrec.instructions.notes import CandidateNotes
 from instructrec.instructions.render import Renderer, RenderSettings, candidate_label, sample_negatives
 from instructrec.instructions.schema import AnswerForm, Example, Instruction, Intention, TaskForm
 from instructrec.instructions.teachers.base import Teacher, TeacherAnswer, TeacherRequest
@@ -65,6 +66,8 @@ class BuildSettings:
     """Examples per shard file (also the unit of resumption and of sharing the work between processes)."""
     render: RenderSettings = RenderSettings()
     """Slot filling (history length and budget, number of candidates)."""
+    notes: CandidateNotes | None = None
+    """Annotate reranking candidates with a first stage's ranks (`instructions.notes`); None: titles only."""
 
 
 @dataclass
@@ -142,6 +145,8 @@ def fingerprint(dataset: Dataset, templates: TemplateLibrary, teacher: Teacher, 
         "max": settings.max_examples, "reps": settings.examples_per_target, "shard": settings.shard_size,
         "render": settings.render.key(),
     }
+    if settings.notes is not None:  # only when set: builds made before notes existed keep their fingerprint
+        parts["notes"] = settings.notes.key
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -223,10 +228,13 @@ class _ShardBuilder:
             item_text = titles[shown]
         elif form is AnswerForm.QUERY and "item" in template.slots:
             item_text = titles[target]
+        notes = None
+        if self.settings.notes is not None and task is TaskForm.RERANKING:
+            notes = self.settings.notes([history], np.asarray([candidates]), np.asarray([user]))[0]
         text = self.renderer.fill(
             template, history=[titles[i] for i in history], preference=preference,
             intention=intention if form is not AnswerForm.QUERY else None,
-            candidates=[titles[i] for i in candidates], item=item_text, pair=pair,
+            candidates=[titles[i] for i in candidates], item=item_text, pair=pair, notes=notes,
         )
         if form is AnswerForm.YES_NO:
             answer = "Yes" if yes else "No"

@@ -96,11 +96,15 @@ def candidate_label(index: int, labels: CandidateLabels) -> str:
     return LETTERS[index]
 
 
-def format_candidates(titles: Sequence[str], settings: RenderSettings, labels: CandidateLabels | None = None) -> str:
-    """A labelled list, one candidate per line (`labels` overrides the settings' label style)."""
+def format_candidates(titles: Sequence[str], settings: RenderSettings, labels: CandidateLabels | None = None,
+                      notes: Sequence[str] | None = None) -> str:
+    """A labelled list, one candidate per line (`labels` overrides the settings' label style);
+    `notes` (one per candidate, e.g. `instructions.notes`) follow their titles in parentheses."""
     style = labels or settings.candidate_labels
+    if notes is not None and len(notes) != len(titles):
+        raise InstructRecError(f"{len(notes)} notes for {len(titles)} candidates; give one note per candidate.")
     return "\n" + "\n".join(f"{candidate_label(i, style)}. {short_title(str(t), settings.title_chars)}"
-                             for i, t in enumerate(titles))
+                             + (f" ({notes[i]})" if notes is not None else "") for i, t in enumerate(titles))
 
 
 def sample_negatives(n_items: int, k: int, exclude: set[int] | frozenset[int], rng: random.Random) -> list[int]:
@@ -177,9 +181,11 @@ class Renderer:
 
     def fill(self, template: Template, *, history: Sequence[str] = (), preference: str | None = None,
              intention: str | None = None, candidates: Sequence[str] = (), item: str | None = None,
-             pair: tuple[str, str] | None = None, labels: CandidateLabels | None = None) -> str:
+             pair: tuple[str, str] | None = None, labels: CandidateLabels | None = None,
+             notes: Sequence[str] | None = None) -> str:
         """Render `template` from already-prepared texts (titles, preference, intention); `labels`
-        overrides the settings' candidate labels (letters add the one-letter answer hint)."""
+        overrides the settings' candidate labels (letters add the one-letter answer hint); `notes`
+        annotate the candidates (`instructions.notes`)."""
         style = labels or self.settings.candidate_labels
         values: dict[str, str] = {}
         if "history" in template.slots:
@@ -190,7 +196,7 @@ class Renderer:
         if "candidates" in template.slots or "n_candidates" in template.slots:
             if len(candidates) < 1:
                 raise InstructRecError(f"template {template.id!r} needs candidates; none were given.")
-            values["candidates"] = format_candidates(candidates, self.settings, style)
+            values["candidates"] = format_candidates(candidates, self.settings, style, notes)
             values["n_candidates"] = str(len(candidates))
         for slot, value in (("preference", preference), ("intention", intention), ("item", item)):
             if slot in template.slots:
@@ -208,7 +214,8 @@ class Renderer:
     def rerank(self, aspects: Aspects | str, history: Sequence[int | str] | np.ndarray = (),
                candidates: Sequence[int | str] | np.ndarray = (), *, preference: str | None = None,
                intention: str | None = None, target_item: int | None = None, user_id: str = "",
-               template_id: str | None = None, labels: CandidateLabels | None = None) -> Instruction:
+               template_id: str | None = None, labels: CandidateLabels | None = None,
+               notes: Sequence[str] | None = None) -> Instruction:
         """One T3 instruction; candidates appear labelled (numbers, or letters for the listwise
         head) in the order given."""
         template = self.template_for(aspects, template_id)
@@ -228,7 +235,7 @@ class Renderer:
             kind = "vague_intention" if template.aspects.intention is Intention.VAGUE else "specific_intention"
             intention = self.teacher.answer([TeacherRequest(kind, user_id, item=int(target_item))])[0].text
         text = self.fill(template, history=hist_titles, preference=preference, intention=intention,
-                         candidates=cand_titles, labels=labels)
+                         candidates=cand_titles, labels=labels, notes=notes)
         return Instruction(text, template.aspects, template.id, tuple(cand_titles), tuple(cand_ids))
 
 

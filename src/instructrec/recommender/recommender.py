@@ -63,6 +63,9 @@ class RecommenderSettings:
     """The model: `model` (the folder's own model/ subfolder) or a spec such as `default`."""
     template_files: list[str] = field(default_factory=list)
     """Extra template files (names inside templates/) used besides the built-in library."""
+    notes: bool = False
+    """Write the history retriever's rank of each candidate into the instruction (for a model tuned
+    with candidate notes, `instructions.notes`)."""
     version: int = FORMAT_VERSION
 
 
@@ -81,6 +84,8 @@ class Recommender:
         self.renderer = Renderer(dataset, load_templates(*self.template_paths))
         self.scorer = make_scorer(model)  # the head the model was trained with
         retrievers = [(retriever, "history")] + ([(text_retriever, "text")] if text_retriever is not None else [])
+        if self.settings.notes:
+            retrievers.append((retriever, "note"))
         self.reranker = Reranker(dataset, LLMScores(self.scorer, self.settings.normalize, memo_size=1024),
                                  retrievers, self.renderer,  # type: ignore[arg-type]
                                  RerankSettings(self.settings.history_items, dict(self.settings.fusion)))

@@ -29,6 +29,7 @@ import numpy as np
 from instructrec.data.dataset import Dataset
 from instructrec.errors import InstructRecError
 from instructrec.eval.metrics import target_ranks
+from instructrec.instructions.notes import CandidateNotes
 from instructrec.instructions.render import Renderer
 from instructrec.instructions.schema import Aspects, Intention, Preference
 from instructrec.itemlist import ItemList
@@ -36,9 +37,11 @@ from instructrec.recommender.routing import fit_to_slot
 
 log = logging.getLogger(__name__)
 
-Role = Literal["history", "text", "auto"]
+Role = Literal["history", "text", "auto", "note"]
 """How a retriever reads a query: `history` (its items; skipped for an empty history), `text`
-(the request text; skipped without one) or `auto` (the text where there is one, else the history)."""
+(the request text; skipped without one) or `auto` (the text where there is one, else the history);
+`note`: not fused, its ranks of the candidates from the history are written into the LLM's
+instruction (`instructions.notes`; for models tuned on such notes)."""
 
 
 @dataclass(frozen=True)
@@ -190,18 +193,32 @@ class Reranker:
         self.settings = settings or RerankSettings()
 
     # -- the parts ---------------------------------------------------------------------------
-    def instruction(self, query: Query, candidates: Sequence[int]) -> Any:
-        """The T3 instruction for a query: the template of its aspects, texts fitted to the slot."""
+    @property
+    def notes(self) -> CandidateNotes | None:
+        """The note writer of the `note` retriever, if there is one."""
+        found = [r for r, role in self.retrievers if role == "note"]
+        if len(found) > 1:
+            raise InstructRecError("one retriever at most can write notes (role `note`).")
+        return CandidateNotes(found[0], "served") if found else None
+
+    def shown_history(self, query: Query) -> np.ndarray:
+        """The history items the instruction shows (the most recent `history_items`)."""
+        return query.history[-self.settings.history_items:] if self.settings.history_items else query.history
+
+    def instruction(self, query: Query, candidates: Sequence[int], notes: Sequence[str] | None = None) -> Any:
+        """The T3 instruction for a query: the template of its aspects, texts fitted to the slot,
+        candidates annotated with `notes` when given."""
         template = self.renderer.template_for(query.aspects)
         specific = query.aspects.intention is Intention.SPECIFIC
         pref = query.preference if Preference.EXPLICIT in query.aspects.preference else None
         intent = query.intention if query.aspects.intention is not Intention.NONE else None
-        shown = query.history[-self.settings.history_items:] if self.settings.history_items else query.history
+        shown = self.shown_history(query)
         return self.renderer.rerank(
             query.aspects, history=shown, candidates=list(candidates), template_id=template.id,
             preference=fit_to_slot(pref, "preference", template.text, False) if pref else None,
             intention=fit_to_slot(intent, "intention", template.text, specific) if intent else None,
             labels=self.llm.candidate_labels if self.llm is not None else None,  # type: ignore[arg-type]
+            notes=notes,
         )
 
     def retrieval_scores(self, queries: Sequence[Query], candidates: np.ndarray) -> np.ndarray:
@@ -209,6 +226,8 @@ class Reranker:
         total = np.zeros(candidates.shape, dtype=np.float64)
         users = np.asarray([q.user for q in queries], dtype=np.int64)
         for retriever, role in self.retrievers:
+            if role == "note":
+                continue
             texts = [q.text if role != "history" else None for q in queries]
             by_text = np.asarray([t is not None for t in texts])
             by_hist = np.asarray([role != "text" and len(q.history) > 0 for q in queries]) & ~by_text
@@ -227,12 +246,18 @@ class Reranker:
         if self.llm is None:
             return out, texts
         rows = [i for i, q in enumerate(queries) if q.readable]
+        writer = self.notes
+        notes = None
+        if writer is not None and rows:  # a note stays with its item in every order
+            notes = dict(zip(rows, writer([self.shown_history(queries[i]) for i in rows], candidates[rows],
+                                          np.asarray([queries[i].user for i in rows])), strict=True))
         shown: list[tuple[int, np.ndarray]] = []  # (row, order) per instruction scored
         prompts: list[str] = []
         for i in rows:
             for order in candidate_orders(candidates[i], self.settings.permutations):
                 shown.append((i, order))
-                prompts.append(self.instruction(queries[i], candidates[i][order]).text)
+                row_notes = [notes[i][j] for j in order] if notes is not None else None
+                prompts.append(self.instruction(queries[i], candidates[i][order], row_notes).text)
                 texts[i] = texts[i] or prompts[-1]  # the first order's instruction
         if shown:
             titles = [[str(self.dataset.titles[int(j)]) for j in candidates[i][order]] for i, order in shown]
