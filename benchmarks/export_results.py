@@ -56,11 +56,25 @@ def main() -> None:
     ap.add_argument("--recipe", required=True, help="the recipe file that produced the run (recorded in every row)")
     ap.add_argument("--note", default="", help="how it was run (command, machine)")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the rows of --out from other experiments (one file for several runs)")
     a = ap.parse_args()
     doc = export(json.loads(a.summary.read_text()), a.recipe)
     doc["note"] = a.note
+    if a.merge and a.out.exists():
+        doc = merge(json.loads(a.out.read_text()), doc)
     atomic_write(a.out, json.dumps(doc, indent=2) + "\n")
     print(f"wrote {len(doc['rows'])} rows to {a.out}")
+
+
+def merge(old: dict, new: dict) -> dict:
+    """`new`'s rows and paired differences, plus `old`'s for experiments `new` did not run."""
+    ran = {r["experiment"] for r in new["rows"]}
+    notes = [n for n in (old.get("note", ""), new.get("note", "")) if n]
+    return {"rows": [r for r in old["rows"] if r["experiment"] not in ran] + new["rows"],
+            "paired": [p for p in old.get("paired", []) if p["experiment"] not in ran] + new["paired"],
+            "stage_seconds": {**old.get("stage_seconds", {}), **new["stage_seconds"]},
+            "seconds": old.get("seconds", 0) + new["seconds"], "note": " | ".join(dict.fromkeys(notes))}
 
 
 if __name__ == "__main__":

@@ -119,3 +119,32 @@ def test_builtin_quickstart_and_overrides(tmp_path):
     assert isinstance(bad.exception, InstructRecError) and "does not exist" in str(bad.exception)
     with pytest.raises(InstructRecError, match="PATH=VALUE"):
         parse_overrides(["users"])
+
+
+def test_retriever_variants_and_new_instruction_fields_keep_old_hashes(tmp_path):
+    """A `retrievers:` variant (`retriever: NAME`) is fitted and evaluated under its own name with
+    its own settings; fields added to builds later (labels, notes) leave unset builds' hashes alone."""
+    from instructrec.data.split import leave_one_out
+    from instructrec.experiments.runner import StageRetrievers
+    from instructrec.experiments.stages import StageLog
+
+    raw = _variant(retrievers={"popularity": {}, "pop-b": {"retriever": "popularity"}},
+                   experiments=[{"name": "seq", "task": "seqrec", "candidates": "random:9", "users": 8,
+                                 "valid_users": 8, "methods": ["popularity", "pop-b"]}])
+    recipe = recipe_from_dict(raw)
+    summary = run_recipe(recipe, tmp_path / "run", progress=False)
+    by_method = {r["method"]: r for r in summary["results"]}
+    assert by_method["pop-b"]["HR@1"] == by_method["popularity"]["HR@1"]  # the same model, fitted twice
+    log = StageLog(tmp_path / "run", lambda _: None)
+    data = log.stage("data", "movielens", {"data": "movielens"})
+    stages = StageRetrievers(log, recipe, None, leave_one_out, data)
+    assert stages.params("pop-b") == ("popularity", {}) and stages.knows("pop-b")
+    assert stages.stage("pop-b").path != stages.stage("popularity").path  # its own stage (same settings here)
+    with pytest.raises(InstructRecError, match="retriever: NAME"):
+        stages.params("nope")
+    plain = recipe_from_dict(copy.deepcopy(MINI)).instructions["main"]
+    assert set(plain.hashed()) == {"train_examples", "valid_examples", "mix", "templates", "teacher"}
+    listwise = recipe_from_dict(_variant(instructions__main__candidate_labels="letters")).instructions["main"]
+    assert listwise.hashed()["candidate_labels"] == "letters"
+    with pytest.raises(InstructRecError, match="candidate_labels"):
+        recipe_from_dict(_variant(instructions__main__candidate_labels="roman"))

@@ -192,7 +192,8 @@ def build_scorer(method: MethodSpec, ctx: EvalContext, task: Task, fusion_weight
         from instructrec.candidates.base import REGISTRY, _import_all
 
         _import_all()
-        if method.retriever not in REGISTRY:
+        variant = getattr(ctx.retrievers, "knows", lambda name: False)(method.retriever)  # a recipe's variant
+        if method.retriever not in REGISTRY and not variant:
             raise InstructRecError(f"unknown method {method.retriever!r}; choose a retriever "
                                    f"({', '.join(sorted(REGISTRY))}), llm, llm+RETRIEVER or recommender.")
         return RetrieverScorer(ctx.retrievers(method.retriever), ctx.split, method.name)

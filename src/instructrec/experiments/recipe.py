@@ -143,7 +143,9 @@ class Recipe:
     instructions: dict[str, InstructionsSpec] = field(default_factory=lambda: {"main": InstructionsSpec()})
     """Instruction builds by name."""
     retrievers: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Settings per retriever name (e.g. sasrec: {epochs: 30}); unlisted retrievers use defaults."""
+    """Settings per retriever name (e.g. sasrec: {epochs: 30}); unlisted retrievers use defaults. A
+    name that is not a registered retriever names a variant: `sasrec-ce: {retriever: sasrec,
+    ce_negatives: 0}` (two settings of one model side by side)."""
     models: dict[str, ModelSpec] = field(default_factory=dict)
     """Tuning runs by name (methods say `llm:NAME`)."""
     experiments: list[ExperimentSpec] = field(default_factory=list)
@@ -250,7 +252,8 @@ def check_recipe(recipe: Recipe, source: str) -> None:
 
     for name, params in recipe.retrievers.items():
         try:
-            create_retriever(name, **params)
+            kind, settings = retriever_entry(name, params)
+            create_retriever(kind, **settings)
         except InstructRecError as exc:
             raise bad(f"retrievers.{name}: {exc}") from None
     for name, model in recipe.models.items():
@@ -280,6 +283,13 @@ def check_recipe(recipe: Recipe, source: str) -> None:
         found = [m for e in recipe.experiments for m in map(method_of, e.methods) if m.name == rec.fusion_from]
         if not found:
             raise bad(f"recommender.fusion_from: no method named {rec.fusion_from!r} in the experiments.")
+
+
+def retriever_entry(name: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(registered retriever, its settings) of a `retrievers:` entry; `retriever:` names the
+    registered model of a variant (module docstring of `Recipe.retrievers`)."""
+    params = dict(params)
+    return str(params.pop("retriever", name)), params
 
 
 def method_of(entry: str | MethodEntry) -> Any:

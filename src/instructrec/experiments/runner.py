@@ -46,7 +46,7 @@ from instructrec.eval.runner import (
     test_candidates,
     validation_candidates,
 )
-from instructrec.experiments.recipe import ExperimentSpec, Recipe, method_of, train_settings
+from instructrec.experiments.recipe import ExperimentSpec, Recipe, method_of, retriever_entry, train_settings
 from instructrec.experiments.stages import Stage, StageLog
 
 log = logging.getLogger(__name__)
@@ -79,21 +79,28 @@ class StageRetrievers:
         self.stages, self.recipe, self.dataset, self.split, self.data = stages, recipe, dataset, split, data
         self._cache: dict[str, Any] = {}
 
-    def params(self, name: str) -> dict[str, Any]:
+    def knows(self, name: str) -> bool:
+        """Whether `name` is a variant defined in the recipe's `retrievers:`."""
+        return name in self.recipe.retrievers
+
+    def params(self, name: str) -> tuple[str, dict[str, Any]]:
+        """(registered retriever, settings) of a name: a registered retriever or a recipe variant."""
         from dataclasses import fields
 
         from instructrec.candidates.base import REGISTRY, _import_all
 
         _import_all()
-        if name not in REGISTRY:
-            raise InstructRecError(f"unknown retriever {name!r}; choose one of {sorted(REGISTRY)}.")
-        params = dict(self.recipe.retrievers.get(name, {}))
-        if "seed" in {f.name for f in fields(REGISTRY[name].Settings)}:
+        kind, params = retriever_entry(name, self.recipe.retrievers.get(name, {}))
+        if kind not in REGISTRY:
+            raise InstructRecError(f"unknown retriever {name!r}; choose one of {sorted(REGISTRY)} or define it "
+                                   "in the recipe's retrievers: with `retriever: NAME`.")
+        if "seed" in {f.name for f in fields(REGISTRY[kind].Settings)}:
             params.setdefault("seed", self.recipe.seed)
-        return params
+        return kind, params
 
     def stage(self, name: str) -> Stage:
-        return self.stages.stage("retrievers", name, {"retriever": name, "params": self.params(name)}, [self.data])
+        kind, params = self.params(name)
+        return self.stages.stage("retrievers", name, {"retriever": kind, "params": params}, [self.data])
 
     def __call__(self, name: str) -> Any:
         if name in self._cache:
@@ -101,16 +108,16 @@ class StageRetrievers:
         from instructrec.candidates.base import REGISTRY, create_retriever, load_retriever
 
         stage = self.stage(name)
-        params = self.params(name)
+        kind, params = self.params(name)
         ckpt = stage.path.with_name(f".{stage.path.name}.checkpoint.pt")
 
         def fill(tmp: Path) -> None:
             from dataclasses import fields
 
             extra = {}
-            if "checkpoint" in {f.name for f in fields(REGISTRY[name].Settings)}:
+            if "checkpoint" in {f.name for f in fields(REGISTRY[kind].Settings)}:
                 extra["checkpoint"] = str(ckpt)  # long torch trainings resume per epoch
-            model = create_retriever(name, **params, **extra)
+            model = create_retriever(kind, **params, **extra)
             model.fit(self.dataset, self.split)
             model.save(tmp)
 
