@@ -115,6 +115,10 @@ class CandidateScorer:
         """Instructions whose history was cut to fit the context (also logged as warnings)."""
         return self.encoder.truncated
 
+    def would_truncate(self, instruction: str) -> bool:
+        """Whether scoring `instruction` cuts its history to fit `max_prompt_tokens`."""
+        return len(self.encoder.render(instruction)) > self.encoder.settings.max_prompt_tokens
+
     def score(
         self,
         instructions: Sequence[str],
