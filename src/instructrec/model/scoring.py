@@ -14,7 +14,7 @@ import copy
 import inspect
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,12 +23,8 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from instructrec.errors import DataError, ModelError
 from instructrec.model.backend import LoadedModel
+from instructrec.model.options import DEFAULT_NORMALIZE, Normalize
 from instructrec.model.prompt import HistoryTrimmer, PromptEncoder, PromptSettings
-
-Normalize = Literal["mean", "sum"]
-DEFAULT_NORMALIZE: Normalize = "mean"
-"""Chosen on validation: zero-shot SmolLM2-135M-Instruct on Games validation reaches HR@1 0.28 with
-mean vs 0.17 with sum (60 users; DESIGN.md: 0.33 vs 0.18 on 100), see benchmarks/RESULTS.md."""
 
 
 @dataclass

@@ -275,7 +275,7 @@ class Recommender:
         retriever = load_retriever(path / "retriever")
         text = load_retriever(path / "text_retriever") if (path / "text_retriever").exists() else None
         model_spec = str(path / "model") if settings.model == "model" else settings.model
-        model = load_model(model_spec, device=device)
+        model = load_model(model_spec, device=device, merge_adapter=True)  # inference only: merged is faster
         templates = [path / "templates" / name for name in settings.template_files]
         return cls(dataset, model, retriever, text, settings, templates)
 
