@@ -149,3 +149,27 @@ def test_bad_batch_settings_get_one_clear_error():
     with pytest.raises(InstructRecError, match="batch_wait_ms"):
         ServeSettings(batch_wait_ms=-1)
     assert ServeSettings(limits=ServeLimits(max_queue=2)).max_batch >= 1
+
+
+def test_server_reuses_a_users_prompt_prefix_with_the_same_answers(tiny_recommender):
+    from fastapi.testclient import TestClient
+
+    calls = [{"user_id": "196", "request": "I want a funny comedy", "k": 5},
+             {"user_id": "196", "request": "I want a scary horror film", "k": 5},
+             {"user_id": "186", "request": "I want a funny comedy", "k": 5},
+             {"user_id": "196", "request": "I want a film about space", "k": 5}]
+    answers = {}
+    try:
+        for entries in (0, 8):
+            tiny_recommender.reranker.llm._memo.clear()
+            with TestClient(create_app(tiny_recommender, ServeSettings(prefix_cache_entries=entries))) as c:
+                answers[entries] = [c.post("/v1/recommend", json=call).json() for call in calls]
+            cache = tiny_recommender.scorer.prefix_cache
+            assert (cache is None) == (entries == 0)
+        assert cache is not None and cache.tokens_reused > 0
+    finally:
+        tiny_recommender.use_prefix_cache(0)
+    for plain, cached in zip(answers[0], answers[8], strict=True):
+        assert [it["item_id"] for it in plain["items"]] == [it["item_id"] for it in cached["items"]]
+        np.testing.assert_allclose([it["llm_score"] for it in plain["items"]],
+                                   [it["llm_score"] for it in cached["items"]], atol=1e-4)

@@ -102,6 +102,8 @@ def serve(
     max_queue: Annotated[int, typer.Option(help="Most requests waiting for the model before 503.")] = ServeLimits.max_queue,
     max_batch: Annotated[int, typer.Option(help=doc(ServeSettings, "max_batch"))] = ServeSettings.max_batch,
     batch_wait_ms: Annotated[float, typer.Option(help=doc(ServeSettings, "batch_wait_ms"))] = ServeSettings.batch_wait_ms,
+    prefix_cache_entries: Annotated[int, typer.Option(help=doc(ServeSettings, "prefix_cache_entries"))] = (
+        ServeSettings.prefix_cache_entries),
 ) -> None:
     """Serve the HTTP API (/v1/recommend, /v1/items, /healthz, /docs) and the web page at /."""
     import uvicorn
@@ -110,7 +112,8 @@ def serve(
 
     limits = ServeLimits(max_k=max_k, max_history=max_history, max_request_chars=max_request_chars, max_queue=max_queue)
     settings = ServeSettings(host=host, port=port, cors_origins=tuple(cors_origin or ()), limits=limits,
-                             max_batch=max_batch, batch_wait_ms=batch_wait_ms)
+                             max_batch=max_batch, batch_wait_ms=batch_wait_ms,
+                             prefix_cache_entries=prefix_cache_entries)
     if not settings.is_loopback:
         logger.warning("binding %s: other machines can reach this server, and it has no authentication", host)
     _check_port(host, port)

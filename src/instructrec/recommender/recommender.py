@@ -34,7 +34,7 @@ from instructrec.instructions.facets import compute_facets
 from instructrec.instructions.render import Renderer
 from instructrec.instructions.templates import load_templates
 from instructrec.model.backend import LoadedModel, load_model
-from instructrec.model.scoring import CandidateScorer, Normalize
+from instructrec.model.scoring import CandidateScorer, Normalize, PrefixCache
 from instructrec.recommender.reranker import LLMScores, Query, Reranker, RerankSettings
 from instructrec.recommender.results import RecommendedItem, RecommendResult
 from instructrec.recommender.routing import RoutedRequest, attribute_vocabulary, route_request
@@ -100,6 +100,12 @@ class Recommender:
         self._title_index: dict[str, int] = {}
         for i, title in enumerate(dataset.titles):
             self._title_index.setdefault(str(title).casefold(), i)
+
+    def use_prefix_cache(self, entries: int) -> None:
+        """Keep the KV cache of the last `entries` prompts and reuse their shared first tokens (a
+        known user's chat header, task statement and history) in later requests; 0 turns it off.
+        For a server: one-shot use gains nothing from it."""
+        self.scorer.prefix_cache = PrefixCache(entries) if entries > 0 and self.model.kind == "causal" else None
 
     # -- lookups -----------------------------------------------------------------------------
     def has_user(self, user_id: str) -> bool:

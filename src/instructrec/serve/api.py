@@ -139,6 +139,8 @@ def create_app(recommender: RecommenderLike | Callable[[], RecommenderLike],
             logger.info("recommender loaded in %.1f s", time.perf_counter() - started)
         if app.state.recommender is not None:
             catalogue(app.state.recommender)  # built now rather than on the first request
+            if hasattr(app.state.recommender, "use_prefix_cache"):  # a server sees the same users again
+                app.state.recommender.use_prefix_cache(settings.prefix_cache_entries)
         yield
         batcher.close()
         search_worker.close()
