@@ -92,6 +92,15 @@ def _cache_layers(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return list(zip(cache.key_cache, cache.value_cache, strict=True))  # transformers < 4.56
 
 
+def _make_cache(layers: list[tuple[torch.Tensor, torch.Tensor]]) -> Any:
+    """A transformers `DynamicCache` holding `layers` ((keys, values) per layer)."""
+    from transformers import DynamicCache
+
+    if hasattr(DynamicCache, "from_legacy_cache"):  # transformers < 5
+        return DynamicCache.from_legacy_cache(tuple(layers))
+    return DynamicCache(layers)
+
+
 class PrefixCache:
     """A bounded LRU of prompts' KV caches, reused for the tokens a new prompt shares with one of them.
 
@@ -304,8 +313,6 @@ class CandidateScorer:
 
         Row layout: [padding, cached part, padding, new part], the mask zero on padding and the
         positions counted over real tokens only, so each row computes what it would alone."""
-        from transformers import DynamicCache
-
         cache_store = self.prefix_cache
         assert cache_store is not None
         dev = self.device
@@ -327,7 +334,7 @@ class CandidateScorer:
                         k, v = cache_store.past(key, n)[layer]
                         keys[i, :, width - n :], values[i, :, width - n :] = k[0], v[0]
                 layers.append((keys, values))
-            kwargs[self._cache_kw] = DynamicCache(layers)
+            kwargs[self._cache_kw] = _make_cache(layers)
         mask = torch.cat([past_mask, new_mask], dim=1)
         pos = past_mask.sum(-1, keepdim=True) + (new_mask.cumsum(-1) - 1).clamp(min=0)
         kwargs.update(input_ids=new_ids, attention_mask=mask, position_ids=pos, use_cache=True)
