@@ -109,7 +109,8 @@ class PrefixCache:
     common prefix of token ids) are taken from the cache; any two prompts share at least the chat
     header. Causal attention makes a token's keys and values depend only on the tokens up to it, so
     reuse is exact up to floating-point summation order. A new prompt replaces the stored one it
-    shares at least half of its tokens with (the same user's previous request), else it is added,
+    shares at least a third of its tokens with (the same user's previous request of the same kind:
+    header and history are 40-50 % of a MovieLens rerank prompt with 20 candidates), else it is added,
     the least recently used entry leaving when `max_entries` are held. Not thread-safe (one model
     thread uses it, like the model itself).
     """
@@ -154,7 +155,7 @@ class PrefixCache:
     def store(self, ids: Sequence[int], layers: list[tuple[torch.Tensor, torch.Tensor]],
               replaces: int | None, shared: int) -> None:
         """Keep `layers` (batch 1, all of `ids`) as a prompt's KV cache (see the class docstring)."""
-        if replaces is not None and replaces in self._entries and 2 * shared >= len(ids):
+        if replaces is not None and replaces in self._entries and 3 * shared >= len(ids):
             del self._entries[replaces]
         self._entries[self._next_key] = (np.asarray(ids), layers)
         self._next_key += 1
