@@ -53,13 +53,14 @@ def build_recommender(model: str | None):
     return StubRecommender(with_xss_items(load_movielens_100k()))
 
 
-def serve(port: int, model: str | None) -> None:
-    """Child process: the server exactly as `instructrec serve` runs it."""
+def serve(port: int, model: str | None, extra: dict[str, int]) -> None:
+    """Child process: the server exactly as `instructrec serve` runs it (`extra`: ServeSettings
+    fields given on the command line, e.g. max_batch; unset ones keep the version's defaults)."""
     import uvicorn
 
     from instructrec.serve import ServeLimits, ServeSettings, create_app
 
-    settings = ServeSettings(port=port, limits=ServeLimits(max_queue=1024))
+    settings = ServeSettings(port=port, limits=ServeLimits(max_queue=1024), **extra)
     uvicorn.run(create_app(build_recommender(model), settings), host="127.0.0.1", port=port, workers=1,
                 log_level="warning", access_log=False)
 
@@ -124,16 +125,22 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10, help="requests sent first and not counted")
     parser.add_argument("--baseline-calls", type=int, default=None, help="in-process calls (default: as many as HTTP made)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-batch", type=int, help="ServeSettings.max_batch (default: the server's own)")
+    parser.add_argument("--prefix-cache-entries", type=int, help="ServeSettings.prefix_cache_entries (default: the server's own)")
     parser.add_argument("--serve-port", type=int, help=argparse.SUPPRESS)  # child mode
     args = parser.parse_args()
+    extra = {k: v for k, v in (("max_batch", args.max_batch), ("prefix_cache_entries", args.prefix_cache_entries))
+             if v is not None}
     if args.serve_port:
-        serve(args.serve_port, args.model)
+        serve(args.serve_port, args.model, extra)
         return
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    child = subprocess.Popen([sys.executable, __file__, "--serve-port", str(port)] + (["--model", args.model] if args.model else []),
+    flags = [f"--{k.replace('_', '-')}={v}" for k, v in extra.items()]
+    child = subprocess.Popen([sys.executable, __file__, "--serve-port", str(port), *flags]
+                             + (["--model", args.model] if args.model else []),
                              env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
     url = f"http://127.0.0.1:{port}"
     try:
@@ -158,7 +165,7 @@ def main() -> None:
 
     done = len(http["latencies"])
     model = args.model or "stub (popularity + title words, MovieLens-100K)"
-    print(json.dumps({"figure": "http_load", "model": model, "requests": done, "planned": args.requests,
+    print(json.dumps({"figure": "http_load", "model": model, "settings": extra, "requests": done, "planned": args.requests,
                       "concurrency": args.concurrency, "errors": len(http["errors"]),
                       "p50_ms": pct(http["latencies"], 50), "p99_ms": pct(http["latencies"], 99),
                       "throughput_rps": round(done / http["wall"], 2), "wall_s": round(http["wall"], 2)}))

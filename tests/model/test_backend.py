@@ -9,8 +9,8 @@ import time
 import pytest
 
 from instructrec.errors import ModelError
+from instructrec.model import backend, load_model
 from instructrec.model import defaults as model_defaults
-from instructrec.model import load_model
 
 
 def test_missing_path_is_clear_error(tmp_path):
@@ -120,3 +120,29 @@ def test_default_model_converts_once_and_scores(monkeypatch, tmp_path):
     again = load_model("default", device="cpu")  # loads the converted folder, no second conversion
     assert time.perf_counter() - start < 15
     assert again.model.config.model_type == "llama"
+
+
+@pytest.mark.parametrize("use_dora", [False, True])
+def test_merged_adapter_scores_as_the_adapter(tmp_path, tiny_llama_dir, use_dora):
+    """merge_adapter (inference) folds LoRA into the weights itself, or through peft for variants
+    it does not cover (DoRA); either way the model computes what the adapter does."""
+    import torch
+    from peft import LoraConfig, TaskType, get_peft_model
+
+    torch.manual_seed(1)
+    base = load_model(tiny_llama_dir, device="cpu")
+    config = LoraConfig(task_type=TaskType.CAUSAL_LM, r=4, lora_alpha=8, target_modules="all-linear",
+                        init_lora_weights=False, use_dora=use_dora)  # random B: the adapter changes the output
+    adapter = tmp_path / "adapter"
+    get_peft_model(base.model, config).save_pretrained(adapter)
+    ids = torch.tensor([[1, 5, 9, 17, 33, 60, 2]])
+    with torch.inference_mode():
+        plain = load_model(tiny_llama_dir, device="cpu").model(input_ids=ids).logits
+        wrapped = load_model(adapter, device="cpu")
+        merged = load_model(adapter, device="cpu", merge_adapter=True)
+        assert hasattr(wrapped.model, "peft_config") and not hasattr(merged.model, "peft_config")
+        want, got = wrapped.model(input_ids=ids).logits, merged.model(input_ids=ids).logits
+    assert (want - plain).abs().max() > 1e-3  # the adapter does something
+    cfg = json.loads((adapter / "adapter_config.json").read_text())
+    assert backend._merge_lora(load_model(tiny_llama_dir, device="cpu").model, adapter, cfg) is not use_dora
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)

@@ -122,3 +122,16 @@ def test_bad_instruction_data(tmp_path, tiny_llama_dir):
     (tmp_path / "d" / "x.jsonl").write_text('{"instruction": "a", "target": "b", "split": "valid"}\n')
     with pytest.raises(DataError, match="no records with split 'train'"):
         train(str(tiny_llama_dir), tmp_path / "d", TrainSettings(out_dir=str(tmp_path / "o")))
+
+
+def test_final_metrics_come_from_the_best_checkpoints_logged_evaluation():
+    """No second validation pass after training: the best checkpoint's logged evaluation is reused."""
+    from instructrec.training.trainer import best_eval_metrics
+
+    history = [{"loss": 2.0, "step": 4}, {"eval_loss": 1.5, "eval_runtime": 0.1, "step": 5},
+               {"eval_hr@1": 0.4, "step": 5}, {"eval_loss": 1.2, "step": 10}, {"eval_hr@1": 0.3, "step": 10},
+               {"train_loss": 1.8, "step": 10}]
+    assert best_eval_metrics(history, "out/checkpoint-5") == {"eval_loss": 1.5, "eval_runtime": 0.1, "eval_hr@1": 0.4}
+    assert best_eval_metrics(history, "out/checkpoint-10") == {"eval_loss": 1.2, "eval_hr@1": 0.3}
+    assert best_eval_metrics(history, None) is None
+    assert best_eval_metrics(history, "out/checkpoint-7") is None  # nothing logged there: evaluate again

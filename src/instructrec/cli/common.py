@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Mapping
 
 from rich.console import Console
@@ -20,14 +21,15 @@ def setup_logging(verbose: bool = False) -> None:
         import warnings
 
         warnings.filterwarnings("ignore", category=FutureWarning, module=r"transformers\..*")
+        # Environment variables rather than transformers' setters: importing transformers here
+        # would cost every command (even --help) about a second; it reads these when imported.
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        try:
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        if "transformers" in sys.modules:  # already imported (tests, library use): set it directly
             from transformers.utils import logging as hf_logging
 
             hf_logging.set_verbosity_error()
             hf_logging.disable_progress_bar()
-        except ImportError:  # pragma: no cover - transformers is a dependency
-            pass
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",

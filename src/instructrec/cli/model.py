@@ -13,8 +13,8 @@ from rich.table import Table
 from instructrec.cli.common import console, stats_table
 from instructrec.errors import DataError
 from instructrec.model.backend import META_FILE, ModelKind
+from instructrec.model.options import DEFAULT_NORMALIZE, Normalize
 from instructrec.model.prompt import PromptSettings
-from instructrec.model.scoring import DEFAULT_NORMALIZE, Normalize
 from instructrec.settings_docs import default, doc
 from instructrec.training.settings import TrainSettings
 
@@ -136,7 +136,7 @@ def score_cmd(
 ) -> None:
     """Rank candidate titles by their likelihood given an instruction."""
     from instructrec.model import load_model
-    from instructrec.model.scoring import CandidateScorer, ScoringSettings
+    from instructrec.model.options import CandidateScorer, ScoringSettings
 
     if (instruction is None) == (instruction_file is None):
         raise DataError("give exactly one of --instruction TEXT or --instruction-file FILE")

@@ -17,6 +17,7 @@ from instructrec.cli.common import console
 from instructrec.errors import InstructRecError
 from instructrec.serve.protocol import load_recommender, split_history
 from instructrec.serve.settings import ServeLimits, ServeSettings
+from instructrec.settings_docs import doc
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +100,10 @@ def serve(
     max_history: Annotated[int, typer.Option(help="Most items in a request's history.")] = ServeLimits.max_history,
     max_request_chars: Annotated[int, typer.Option(help="Longest request text.")] = ServeLimits.max_request_chars,
     max_queue: Annotated[int, typer.Option(help="Most requests waiting for the model before 503.")] = ServeLimits.max_queue,
+    max_batch: Annotated[int, typer.Option(help=doc(ServeSettings, "max_batch"))] = ServeSettings.max_batch,
+    batch_wait_ms: Annotated[float, typer.Option(help=doc(ServeSettings, "batch_wait_ms"))] = ServeSettings.batch_wait_ms,
+    prefix_cache_entries: Annotated[int, typer.Option(help=doc(ServeSettings, "prefix_cache_entries"))] = (
+        ServeSettings.prefix_cache_entries),
 ) -> None:
     """Serve the HTTP API (/v1/recommend, /v1/items, /healthz, /docs) and the web page at /."""
     import uvicorn
@@ -106,7 +111,9 @@ def serve(
     from instructrec.serve.api import create_app
 
     limits = ServeLimits(max_k=max_k, max_history=max_history, max_request_chars=max_request_chars, max_queue=max_queue)
-    settings = ServeSettings(host=host, port=port, cors_origins=tuple(cors_origin or ()), limits=limits)
+    settings = ServeSettings(host=host, port=port, cors_origins=tuple(cors_origin or ()), limits=limits,
+                             max_batch=max_batch, batch_wait_ms=batch_wait_ms,
+                             prefix_cache_entries=prefix_cache_entries)
     if not settings.is_loopback:
         logger.warning("binding %s: other machines can reach this server, and it has no authentication", host)
     _check_port(host, port)

@@ -135,6 +135,19 @@ class ModelStore:
             self._cache[spec] = LLMScores(scorer, self.normalize)
         return self._cache[spec]
 
+    def keep_only(self, key: str | None) -> None:
+        """Release every loaded model except `key`'s (None: all), so that a run evaluating several
+        LLMs one after the other holds one model at a time (each fp32 copy of the default model is
+        about 0.5 GB); a released model is loaded again if asked for later."""
+        keep = self.spec(key) if key is not None else None
+        dropped = [spec for spec in self._cache if spec != keep]
+        for spec in dropped:
+            del self._cache[spec]
+        if dropped:
+            import gc
+
+            gc.collect()  # model modules hold reference cycles: free their tensors now, not later
+
 
 @dataclass
 class EvalContext:

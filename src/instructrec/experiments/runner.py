@@ -286,6 +286,7 @@ class RecipeRun:
         results: list[EvalResult] = []
         weights: dict[str, float] = {}
         for method in methods:
+            ctx.models.keep_only(method.llm)  # one LLM in memory at a time (zero-shot, then tuned)
             model_deps = [self.model_dep(method.llm)] if method.llm is not None else []
             ret_deps = [self.retrievers.stage(r) for r in method.retrievers]
             common = {"method": method.text, "task": task.name, "queries": exp.queries, "seed": self.recipe.seed}

@@ -78,6 +78,10 @@ class ListwiseScorer:
     def truncated(self) -> int:
         return self.encoder.truncated
 
+    def would_truncate(self, instruction: str) -> bool:
+        """Whether scoring `instruction` cuts its history to fit `max_prompt_tokens`."""
+        return len(self.encoder.render(instruction)) > self.encoder.settings.max_prompt_tokens
+
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device

@@ -6,15 +6,21 @@ causal models compute the instruction's KV cache once, expand it along the batch
 candidate tokens. Several instructions are handled per forward pass (left-padded prefixes with
 explicit position ids, so padding does not shift positions). `naive_scores` is the reference
 (one full forward per candidate); the fast path equals it within 1e-3.
+
+A `PrefixCache` (causal models, opt-in: the server) keeps the KV cache of recent prompts: a new
+prompt whose first tokens equal a stored prompt's (the same user's chat header, task statement and
+history, with another request and other candidates after them) reuses those keys and values and
+runs only the tokens after the shared part.
 """
 
 from __future__ import annotations
 
 import copy
 import inspect
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,12 +29,8 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from instructrec.errors import DataError, ModelError
 from instructrec.model.backend import LoadedModel
+from instructrec.model.options import DEFAULT_NORMALIZE, Normalize
 from instructrec.model.prompt import HistoryTrimmer, PromptEncoder, PromptSettings
-
-Normalize = Literal["mean", "sum"]
-DEFAULT_NORMALIZE: Normalize = "mean"
-"""Chosen on validation: zero-shot SmolLM2-135M-Instruct on Games validation reaches HR@1 0.28 with
-mean vs 0.17 with sum (60 users; DESIGN.md: 0.33 vs 0.18 on 100), see benchmarks/RESULTS.md."""
 
 
 @dataclass
@@ -76,6 +78,91 @@ def _pad(seqs: Sequence[Sequence[int]], pad_id: int, left: bool) -> tuple[torch.
     return ids, mask
 
 
+def _shared_length(a: np.ndarray, b: np.ndarray) -> int:
+    """How many leading tokens two id arrays have in common."""
+    n = min(len(a), len(b))
+    differ = np.flatnonzero(a[:n] != b[:n])
+    return int(differ[0]) if len(differ) else n
+
+
+def _cache_layers(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(keys, values) per layer of a transformers cache, each (batch, kv_heads, seq, head_dim)."""
+    if hasattr(cache, "layers"):
+        return [(layer.keys, layer.values) for layer in cache.layers]
+    return list(zip(cache.key_cache, cache.value_cache, strict=True))  # transformers < 4.56
+
+
+def _make_cache(layers: list[tuple[torch.Tensor, torch.Tensor]]) -> Any:
+    """A transformers `DynamicCache` holding `layers` ((keys, values) per layer)."""
+    from transformers import DynamicCache
+
+    if hasattr(DynamicCache, "from_legacy_cache"):  # transformers < 5
+        return DynamicCache.from_legacy_cache(tuple(layers))
+    return DynamicCache(layers)
+
+
+class PrefixCache:
+    """A bounded LRU of prompts' KV caches, reused for the tokens a new prompt shares with one of them.
+
+    Keyed by content, not by user: a known user's next request renders the same chat header, task
+    statement and history before its request text and candidates, so those tokens (the longest
+    common prefix of token ids) are taken from the cache; any two prompts share at least the chat
+    header. Causal attention makes a token's keys and values depend only on the tokens up to it, so
+    reuse is exact up to floating-point summation order. A new prompt replaces the stored one it
+    shares at least a third of its tokens with (the same user's previous request of the same kind:
+    header and history are 40-50 % of a MovieLens rerank prompt with 20 candidates), else it is added,
+    the least recently used entry leaving when `max_entries` are held. Not thread-safe (one model
+    thread uses it, like the model itself).
+    """
+
+    def __init__(self, max_entries: int = 32, min_shared: int = 8) -> None:
+        if max_entries < 1 or min_shared < 1:
+            raise ModelError(f"PrefixCache needs max_entries >= 1 and min_shared >= 1, got {max_entries}, {min_shared}")
+        self.max_entries, self.min_shared = max_entries, min_shared
+        self._entries: OrderedDict[int, tuple[np.ndarray, list[tuple[torch.Tensor, torch.Tensor]]]] = OrderedDict()
+        self._next_key = 0
+        self.tokens_reused = 0
+        """Prompt tokens taken from the cache instead of computed (since creation)."""
+        self.tokens_seen = 0
+        """Prompt tokens scored through the cache (since creation)."""
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def lookup(self, ids: Sequence[int]) -> tuple[int | None, int]:
+        """(entry key, shared token count) of the stored prompt sharing the most leading tokens with
+        `ids`, at most `len(ids) - 1` (the last token is always run: its logits predict the answer);
+        (None, 0) below `min_shared`."""
+        arr = np.asarray(ids)
+        best, best_len = None, 0
+        for key, (stored, _) in self._entries.items():
+            n = _shared_length(arr, stored)
+            if n > best_len:
+                best, best_len = key, n
+        best_len = min(best_len, len(arr) - 1)
+        if best is None or best_len < self.min_shared:
+            return None, 0
+        self._entries.move_to_end(best)
+        return best, best_len
+
+    def past(self, key: int, length: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The stored keys and values of the first `length` tokens of entry `key`, per layer."""
+        return [(k[:, :, :length], v[:, :, :length]) for k, v in self._entries[key][1]]
+
+    def store(self, ids: Sequence[int], layers: list[tuple[torch.Tensor, torch.Tensor]],
+              replaces: int | None, shared: int) -> None:
+        """Keep `layers` (batch 1, all of `ids`) as a prompt's KV cache (see the class docstring)."""
+        if replaces is not None and replaces in self._entries and 3 * shared >= len(ids):
+            del self._entries[replaces]
+        self._entries[self._next_key] = (np.asarray(ids), layers)
+        self._next_key += 1
+        while len(self._entries) > self.max_entries:
+            self._entries.popitem(last=False)
+
+
 def _reduce(token_logprobs: torch.Tensor, mask: torch.Tensor, normalize: Normalize) -> torch.Tensor:
     total = (token_logprobs * mask).sum(-1)
     return total / mask.sum(-1) if normalize == "mean" else total
@@ -94,8 +181,11 @@ class CandidateScorer:
         settings: ScoringSettings | None = None,
         prompt: PromptSettings | None = None,
         history_trimmer: HistoryTrimmer | None = None,
+        prefix_cache: PrefixCache | None = None,
     ) -> None:
         self.loaded = model
+        self.prefix_cache = prefix_cache if model.kind == "causal" else None
+        """Reuse of recent prompts' KV caches (causal models; see `PrefixCache`); None: every prompt is run."""
         self.model = model.model
         self.kind = model.kind
         self.settings = settings or ScoringSettings()
@@ -114,6 +204,10 @@ class CandidateScorer:
     def truncated(self) -> int:
         """Instructions whose history was cut to fit the context (also logged as warnings)."""
         return self.encoder.truncated
+
+    def would_truncate(self, instruction: str) -> bool:
+        """Whether scoring `instruction` cuts its history to fit `max_prompt_tokens`."""
+        return len(self.encoder.render(instruction)) > self.encoder.settings.max_prompt_tokens
 
     def score(
         self,
@@ -174,12 +268,15 @@ class CandidateScorer:
 
     def _score_causal(self, prompts: list[list[int]], answers: list[list[list[int]]], normalize: Normalize) -> list[np.ndarray]:
         dev = self.device
-        ids, mask = _pad(prompts, self.pad_id, left=True)
-        ids, mask = ids.to(dev), mask.to(dev)
+        if self.prefix_cache is not None:
+            out, mask = self._prefix_forward(prompts)
+        else:
+            ids, mask = _pad(prompts, self.pad_id, left=True)
+            ids, mask = ids.to(dev), mask.to(dev)
+            pos = (mask.cumsum(-1) - 1).clamp(min=0)
+            kwargs = {"input_ids": ids, "attention_mask": mask, "position_ids": pos, "use_cache": True}
+            out = self.model(**kwargs, logits_to_keep=1) if self._keep_last else self.model(**kwargs)
         lengths = mask.sum(-1)
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        kwargs = {"input_ids": ids, "attention_mask": mask, "position_ids": pos, "use_cache": True}
-        out = self.model(**kwargs, logits_to_keep=1) if self._keep_last else self.model(**kwargs)
         first_logprobs = F.log_softmax(out.logits[:, -1].float(), dim=-1)  # predicts each answer's first token
         cache = getattr(out, "cache", None) or out.past_key_values
         rows = self._rows(answers)
@@ -210,6 +307,53 @@ class CandidateScorer:
             token_lp[:, 1:][cmask[:, 1:].bool()] = rest
             flat.extend(_reduce(token_lp, cmask.float(), normalize).tolist())
         return self._split(flat, answers)
+
+    def _prefix_forward(self, prompts: list[list[int]]) -> tuple[Any, torch.Tensor]:
+        """The prompts' forward pass with their shared prefixes taken from `prefix_cache`; returns
+        the model output (last-position logits, the full KV cache) and its (batch, width) mask.
+
+        Row layout: [padding, cached part, padding, new part], the mask zero on padding and the
+        positions counted over real tokens only, so each row computes what it would alone."""
+        cache_store = self.prefix_cache
+        assert cache_store is not None
+        dev = self.device
+        found = [cache_store.lookup(p) for p in prompts]
+        width = max(n for _, n in found)
+        new_ids, new_mask = _pad([p[n:] for p, (_, n) in zip(prompts, found, strict=True)], self.pad_id, left=True)
+        new_ids, new_mask = new_ids.to(dev), new_mask.to(dev)
+        past_mask = torch.zeros((len(prompts), width), dtype=torch.long, device=dev)
+        for i, (_, n) in enumerate(found):
+            past_mask[i, width - n :] = 1
+        kwargs: dict[str, Any] = {}
+        if width:
+            layers = []
+            for layer, (k0, v0) in enumerate(self._layer_shapes(found)):
+                keys = k0.new_zeros((len(prompts), k0.shape[1], width, k0.shape[3]))
+                values = v0.new_zeros((len(prompts), v0.shape[1], width, v0.shape[3]))
+                for i, (key, n) in enumerate(found):
+                    if key is not None:
+                        k, v = cache_store.past(key, n)[layer]
+                        keys[i, :, width - n :], values[i, :, width - n :] = k[0], v[0]
+                layers.append((keys, values))
+            kwargs[self._cache_kw] = _make_cache(layers)
+        mask = torch.cat([past_mask, new_mask], dim=1)
+        pos = past_mask.sum(-1, keepdim=True) + (new_mask.cumsum(-1) - 1).clamp(min=0)
+        kwargs.update(input_ids=new_ids, attention_mask=mask, position_ids=pos, use_cache=True)
+        out = self.model(**kwargs, logits_to_keep=1) if self._keep_last else self.model(**kwargs)
+        full = _cache_layers(getattr(out, "cache", None) or out.past_key_values)
+        for i, (prompt, (key, n)) in enumerate(zip(prompts, found, strict=True)):
+            real = mask[i].nonzero().squeeze(1)
+            cache_store.store(prompt, [(k[i : i + 1, :, real].clone(), v[i : i + 1, :, real].clone()) for k, v in full],
+                              key, n)
+            cache_store.tokens_seen += len(prompt)
+            cache_store.tokens_reused += n
+        return out, mask
+
+    def _layer_shapes(self, found: list[tuple[int | None, int]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """One stored entry's per-layer tensors (for dtype and head shapes)."""
+        assert self.prefix_cache is not None
+        key = next(k for k, _ in found if k is not None)
+        return self.prefix_cache.past(key, 1)
 
     def _score_seq2seq(self, prompts: list[list[int]], answers: list[list[list[int]]], normalize: Normalize) -> list[np.ndarray]:
         dev = self.device

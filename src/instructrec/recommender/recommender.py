@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -32,10 +33,9 @@ from instructrec.errors import DataError, InstructRecError
 from instructrec.instructions.facets import compute_facets
 from instructrec.instructions.render import Renderer
 from instructrec.instructions.templates import load_templates
-from instructrec.itemlist import ItemList
 from instructrec.model.backend import LoadedModel, load_model
 from instructrec.model.listwise import make_scorer
-from instructrec.model.scoring import Normalize
+from instructrec.model.scoring import Normalize, PrefixCache
 from instructrec.recommender.reranker import LLMScores, Query, Reranker, RerankSettings
 from instructrec.recommender.results import RecommendedItem, RecommendResult
 from instructrec.recommender.routing import RoutedRequest, attribute_vocabulary, route_request
@@ -69,6 +69,17 @@ class RecommenderSettings:
     version: int = FORMAT_VERSION
 
 
+@dataclass(frozen=True)
+class _Prepared:
+    """One recommend call routed and given its candidate pool, waiting for the LLM."""
+
+    query: Query
+    routed: RoutedRequest
+    pool: list[int]
+    k: int
+    notes: list[str]
+
+
 class Recommender:
     """Retrieve with classical recommenders, rerank with an instruction-following LLM."""
 
@@ -95,6 +106,14 @@ class Recommender:
         self._title_index: dict[str, int] = {}
         for i, title in enumerate(dataset.titles):
             self._title_index.setdefault(str(title).casefold(), i)
+
+    def use_prefix_cache(self, entries: int) -> None:
+        """Keep the KV cache of the last `entries` prompts and reuse their shared first tokens (a
+        known user's chat header, task statement and history) in later requests; 0 turns it off.
+        For a server: one-shot use gains nothing from it."""
+        if not hasattr(self.scorer, "prefix_cache"):  # the listwise head: one forward, nothing to reuse yet
+            return
+        self.scorer.prefix_cache = PrefixCache(entries) if entries > 0 and self.model.kind == "causal" else None
 
     # -- lookups -----------------------------------------------------------------------------
     def has_user(self, user_id: str) -> bool:
@@ -142,6 +161,45 @@ class Recommender:
                   request: str | None = None, k: int = 10, candidates: Sequence[str] | None = None,
                   exclude_seen: bool = True) -> RecommendResult:
         """Rank items for a user (id or history) and an optional free-text request."""
+        result = self.recommend_many([{"user_id": user_id, "history": history, "request": request, "k": k,
+                                       "candidates": candidates, "exclude_seen": exclude_seen}])[0]
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def recommend_many(self, calls: Sequence[Mapping[str, Any]]) -> list[RecommendResult | Exception]:
+        """`recommend(**call)` for each call, the LLM scoring several users per forward pass (the
+        server's batching); each call's bad input comes back as its own exception, in its place."""
+        out: list[RecommendResult | Exception | None] = [None] * len(calls)
+        prepared: dict[int, _Prepared] = {}
+        for i, call in enumerate(calls):
+            try:
+                prepared[i] = self._prepare(**call)
+            except Exception as exc:  # one caller's bad input must not fail the others
+                out[i] = exc
+        by_size: dict[int, list[int]] = {}  # score_batch takes a (users, C) array: group by pool size
+        for i, prep in prepared.items():
+            by_size.setdefault(len(prep.pool), []).append(i)
+        for group in by_size.values():
+            try:
+                ranked = self._rank([prepared[i] for i in group])
+            except Exception:
+                if len(group) == 1:
+                    raise
+                ranked = []  # a model error in a batch: score each alone, so only its own call fails
+                for i in group:
+                    try:
+                        ranked.extend(self._rank([prepared[i]]))
+                    except Exception as exc:
+                        ranked.append(exc)
+            for i, result in zip(group, ranked, strict=True):
+                out[i] = result
+        return out  # type: ignore[return-value]
+
+    def _prepare(self, *, user_id: str | None = None, history: Sequence[str] | None = None,
+                 request: str | None = None, k: int = 10, candidates: Sequence[str] | None = None,
+                 exclude_seen: bool = True) -> _Prepared:
+        """One call up to the LLM: routed query, candidate pool, notes."""
         if k < 1:
             raise InstructRecError("k must be at least 1.")
         notes: list[str] = []
@@ -163,17 +221,26 @@ class Recommender:
         key = query.aspects.key()
         if query.readable and self.settings.fusion and key not in self.settings.fusion:
             notes.append(f"no fusion weight was fitted for {key}: ranked by the LLM score alone")
-        truncated = self.reranker.llm.truncated if self.reranker.llm is not None else 0
-        ranked = self.reranker.rerank(query, ItemList.of(pool), k)
-        instruction = self.reranker.last_instructions[0]
-        template_id = self.renderer.template_for(query.aspects).id if instruction else ""
-        llm, ret = ranked.columns["llm"], ranked.columns["retrieval"]
-        items = [RecommendedItem(str(self.dataset.item_ids[item]), ranked.titles[j], float(ranked.scores[j]),
-                                 None if np.isnan(llm[j]) else float(llm[j]), float(ret[j]))
-                 for j, item in enumerate(ranked.items)]
-        if self.reranker.llm is not None and self.reranker.llm.truncated > truncated:
-            notes.append("instruction cut to the model's context (oldest history dropped)")
-        return RecommendResult(items, instruction, key, template_id, routed.kind, notes)
+        return _Prepared(query, routed, pool, k, notes)
+
+    def _rank(self, batch: Sequence[_Prepared]) -> list[RecommendResult]:
+        """Prepared calls with pools of one size, scored in one `Reranker.score_batch` call."""
+        lists = self.reranker.score_batch([p.query for p in batch], np.asarray([p.pool for p in batch]))
+        instructions = self.reranker.last_instructions
+        results = []
+        for prep, scored, instruction in zip(batch, lists, instructions, strict=True):
+            ranked = scored.ranked(prep.k)
+            template_id = self.renderer.template_for(prep.query.aspects).id if instruction else ""
+            llm, ret = ranked.columns["llm"], ranked.columns["retrieval"]
+            items = [RecommendedItem(str(self.dataset.item_ids[item]), ranked.titles[j], float(ranked.scores[j]),
+                                     None if np.isnan(llm[j]) else float(llm[j]), float(ret[j]))
+                     for j, item in enumerate(ranked.items)]
+            notes = list(prep.notes)
+            if instruction and self.scorer.would_truncate(instruction):
+                notes.append("instruction cut to the model's context (oldest history dropped)")
+            results.append(RecommendResult(items, instruction, prep.query.aspects.key(), template_id,
+                                           prep.routed.kind, notes))
+        return results
 
     def _retrieve(self, hist: np.ndarray, text: str | None, seen: set[int]) -> list[int]:
         n = self.settings.n_candidates
@@ -222,7 +289,7 @@ class Recommender:
         retriever = load_retriever(path / "retriever")
         text = load_retriever(path / "text_retriever") if (path / "text_retriever").exists() else None
         model_spec = str(path / "model") if settings.model == "model" else settings.model
-        model = load_model(model_spec, device=device)
+        model = load_model(model_spec, device=device, merge_adapter=True)  # inference only: merged is faster
         templates = [path / "templates" / name for name in settings.template_files]
         return cls(dataset, model, retriever, text, settings, templates)
 

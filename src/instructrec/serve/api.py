@@ -4,7 +4,8 @@ Endpoints: `POST /v1/recommend`, `GET /v1/items?q=` (title search), `GET /v1/use
 `GET /healthz`, the web page at `/` (static files, no build step), the OpenAPI description at
 `/openapi.json` and its docs pages at `/docs` and `/redoc` (assets served locally, see `docs.py`).
 The recommender is loaded once (at start-up, when a loader is given) and every recommend call
-runs on one model thread (see `worker.py` for why). An unknown `user_id` gets 404 with a message
+runs on one model thread (see `worker.py` for why), the requests waiting together in one batched
+call (`ServeSettings.max_batch`). An unknown `user_id` gets 404 with a message
 to send a `history` instead, and so does an unknown history item or candidate (checked before the
 wait for the model); requests with neither a user nor a history are a cold start that the
 recommender answers from the request text alone.
@@ -33,7 +34,7 @@ import instructrec
 from instructrec.errors import InstructRecError
 from instructrec.serve.docs import add_docs
 from instructrec.serve.middleware import BodySizeLimitMiddleware, SecurityHeadersMiddleware
-from instructrec.serve.protocol import RecommenderLike
+from instructrec.serve.protocol import RecommenderLike, recommend_batch
 from instructrec.serve.schemas import (
     ErrorResponse,
     ItemOut,
@@ -45,7 +46,7 @@ from instructrec.serve.schemas import (
     catalogue_examples,
 )
 from instructrec.serve.settings import ServeLimits, ServeSettings
-from instructrec.serve.worker import CallerGone, QueueFull, SerialWorker
+from instructrec.serve.worker import BatchWorker, CallerGone, QueueFull, SerialWorker
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +121,15 @@ def create_app(recommender: RecommenderLike | Callable[[], RecommenderLike],
     model_worker = SerialWorker("model", limits.max_queue)
     search_worker = SerialWorker("search", limits.max_queue)
 
+    def run_batch(calls: list[dict[str, Any]]) -> list[Any]:
+        """On the model thread: one batch of recommend calls; each answer carries the batch's time."""
+        started = time.perf_counter()
+        results = recommend_batch(app.state.recommender, calls)
+        seconds = time.perf_counter() - started
+        return [r if isinstance(r, Exception) else (r, seconds) for r in results]
+
+    batcher = BatchWorker(model_worker, run_batch, settings.max_batch, settings.batch_wait_ms)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         if app.state.recommender is None and loader is not None:
@@ -129,8 +139,10 @@ def create_app(recommender: RecommenderLike | Callable[[], RecommenderLike],
             logger.info("recommender loaded in %.1f s", time.perf_counter() - started)
         if app.state.recommender is not None:
             catalogue(app.state.recommender)  # built now rather than on the first request
+            if hasattr(app.state.recommender, "use_prefix_cache"):  # a server sees the same users again
+                app.state.recommender.use_prefix_cache(settings.prefix_cache_entries)
         yield
-        model_worker.close()
+        batcher.close()
         search_worker.close()
 
     app = FastAPI(
@@ -205,7 +217,7 @@ def create_app(recommender: RecommenderLike | Callable[[], RecommenderLike],
     async def healthz() -> dict[str, Any]:
         rec = current()
         return {"status": "ok", "users": int(rec.dataset.n_users), "items": int(rec.dataset.n_items),
-                "pending": model_worker.pending, "limits": settings.public_limits()}
+                "pending": batcher.pending, "limits": settings.public_limits()}
 
     @app.get("/v1/items", response_model=ItemSearchResponse, responses=_ERRORS, summary="Search items by title")
     async def search_items(
@@ -246,14 +258,10 @@ def create_app(recommender: RecommenderLike | Callable[[], RecommenderLike],
             raise HTTPException(404, f"unknown candidate {missing!r}; give item ids or exact titles "
                                      "(search titles with /v1/items?q=)")
 
-        def call():
-            started = time.perf_counter()
-            result = rec.recommend(user_id=body.user_id, history=body.history, request=body.request, k=body.k,
-                                   candidates=body.candidates, exclude_seen=body.exclude_seen)
-            return result, time.perf_counter() - started
-
+        call = {"user_id": body.user_id, "history": body.history, "request": body.request, "k": body.k,
+                "candidates": body.candidates, "exclude_seen": body.exclude_seen}
         try:
-            result, seconds = await model_worker.run(call, gone=request.is_disconnected)
+            result, seconds = await batcher.run(call, gone=request.is_disconnected)
         except CallerGone:
             logger.info("client left while waiting for the model; call skipped")
             return Response(status_code=499)  # nobody reads it; nginx's code for "client closed"

@@ -7,9 +7,9 @@ object that provides it plugs in (the saved InstructRec `Recommender`, or a test
 from __future__ import annotations
 
 import importlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from instructrec.errors import ModelError
 
@@ -31,6 +31,21 @@ class RecommenderLike(Protocol):
     def search_items(self, query: str, limit: int = 20) -> list[tuple[str, str]]: ...
 
     def has_user(self, user_id: str) -> bool: ...
+
+
+def recommend_batch(rec: RecommenderLike, calls: Sequence[Mapping[str, Any]]) -> list[RecommendResult | Exception]:
+    """`rec.recommend(**call)` for each call: in one batched `recommend_many` where the recommender
+    has it (the saved `Recommender` does), else one call after the other; failures in their place."""
+    many = getattr(rec, "recommend_many", None)
+    if many is not None:
+        return list(many(calls))
+    out: list[RecommendResult | Exception] = []
+    for call in calls:
+        try:
+            out.append(rec.recommend(**call))
+        except Exception as exc:
+            out.append(exc)
+    return out
 
 
 def load_recommender(model_dir: str | Path) -> RecommenderLike:

@@ -50,8 +50,21 @@ class ServeSettings:
     """Browser origins allowed to call the API from other sites (none unless configured)."""
     limits: ServeLimits = field(default_factory=ServeLimits)
     """Request limits."""
+    max_batch: int = 8
+    """Most waiting recommend requests the model scores together in one batched call (1: no batching)."""
+    batch_wait_ms: float = 5.0
+    """How long the model thread, once free, waits for more requests to join a batch."""
+    prefix_cache_entries: int = 16
+    """Recent prompts whose KV cache is kept (about 15 MB each for the default model) so that a
+    user's next request reuses its chat header, task statement and history (0: off)."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.max_batch, int) or self.max_batch < 1:
+            raise InstructRecError(f"max_batch must be a positive integer, got {self.max_batch!r}.")
+        if not isinstance(self.prefix_cache_entries, int) or self.prefix_cache_entries < 0:
+            raise InstructRecError(f"prefix_cache_entries must be 0 or more, got {self.prefix_cache_entries!r}.")
+        if not 0 <= self.batch_wait_ms <= 1000:
+            raise InstructRecError(f"batch_wait_ms must be between 0 and 1000, got {self.batch_wait_ms!r}.")
         if not 0 <= self.port <= 65535:
             raise InstructRecError(f"port must be between 0 and 65535, got {self.port}.")
         for origin in self.cors_origins:

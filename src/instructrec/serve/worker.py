@@ -8,17 +8,25 @@ first served) while the event loop stays free to answer `/healthz`, title search
 page. The line is bounded: when `max_queue` calls are already waiting, new ones are refused at once
 (HTTP 503) instead of piling up behind a slow model until clients time out; and a caller that has
 gone away while waiting (a closed browser tab) is skipped instead of costing a model call.
+
+`BatchWorker` puts a batching step in front of that thread: each time the thread is free it takes
+every call waiting in line (first come first served, at most `max_batch`, after waiting up to
+`wait_ms` for more to arrive) and hands them to one batch function, so that several users' requests
+share the model's forward passes. The bound and the skipping of gone callers are the same.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
+P = TypeVar("P")
+R = TypeVar("R")
 
 
 class QueueFull(Exception):
@@ -73,3 +81,106 @@ class SerialWorker:
             self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
         self._lock = None
+
+
+BatchFn = Callable[[Sequence[P]], Sequence["R | Exception"]]
+"""Answers a batch of payloads in order; a payload's own failure is returned in its place."""
+
+
+@dataclass
+class _Waiting(Generic[P, R]):
+    payload: P
+    future: asyncio.Future[R]
+    gone: Callable[[], Awaitable[bool]] | None
+
+
+class BatchWorker(Generic[P, R]):
+    """Collects waiting calls into batches for `batch_fn`, run one batch at a time on `worker`'s thread."""
+
+    def __init__(self, worker: SerialWorker, batch_fn: BatchFn[P, R], max_batch: int, wait_ms: float) -> None:
+        self.worker, self.batch_fn = worker, batch_fn
+        self.max_batch, self.wait_s = max_batch, wait_ms / 1000
+        self._queue: asyncio.Queue[_Waiting[P, R]] | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._pending = 0  # only touched from the event loop thread
+        self.batch_sizes: list[int] = []
+        """Sizes of the last batches run (most recent last, at most 100): how much batching happened."""
+
+    @property
+    def pending(self) -> int:
+        """Calls running or waiting."""
+        return self._pending
+
+    async def run(self, payload: P, gone: Callable[[], Awaitable[bool]] | None = None) -> R:
+        """The answer for `payload` once its batch has run; `QueueFull` when `max_queue` calls are
+        waiting, `CallerGone` when `gone()` answered True just before its batch."""
+        if self._pending >= self.worker.max_queue:
+            raise QueueFull(f"{self._pending} requests are already waiting for the {self.worker.name}")
+        loop = asyncio.get_running_loop()
+        if self._task is None or self._task.done() or self._task.get_loop() is not loop:
+            self._queue = asyncio.Queue()  # (again) on this event loop: a queue belongs to one loop
+            self._task = loop.create_task(self._loop())
+        assert self._queue is not None
+        self._pending += 1
+        try:
+            future: asyncio.Future[R] = loop.create_future()
+            self._queue.put_nowait(_Waiting(payload, future, gone))
+            return await future
+        finally:
+            self._pending -= 1
+
+    async def _take(self) -> list[_Waiting[P, R]]:
+        assert self._queue is not None
+        batch = [await self._queue.get()]
+        deadline = asyncio.get_running_loop().time() + self.wait_s
+        while len(batch) < self.max_batch:
+            if not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+                continue
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                break
+            try:
+                batch.append(await asyncio.wait_for(self._queue.get(), left))
+            except TimeoutError:
+                break
+        return batch
+
+    async def _loop(self) -> None:
+        while True:
+            batch = await self._take()
+            live = []
+            for waiting in batch:
+                if waiting.future.done():  # its request was cancelled
+                    continue
+                if waiting.gone is not None and await waiting.gone():
+                    waiting.future.set_exception(CallerGone())
+                    continue
+                live.append(waiting)
+            if not live:
+                continue
+            self.batch_sizes = [*self.batch_sizes[-99:], len(live)]
+            try:
+                answers: Sequence[Any] = await self.worker.run(self.batch_fn, [w.payload for w in live])
+            except Exception as exc:  # the batch function itself failed: every caller hears why
+                answers = [exc] * len(live)
+            if len(answers) != len(live):
+                answers = [RuntimeError(f"the batch function answered {len(answers)} of {len(live)} calls")] * len(live)
+            for waiting, answer in zip(live, answers, strict=True):
+                if waiting.future.done():
+                    continue
+                if isinstance(answer, Exception):
+                    waiting.future.set_exception(answer)
+                else:
+                    waiting.future.set_result(answer)
+
+    def close(self) -> None:
+        """Stop collecting (waiting callers are cancelled) and stop the worker's thread."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        if self._queue is not None:
+            while not self._queue.empty():
+                self._queue.get_nowait().future.cancel()
+            self._queue = None
+        self.worker.close()

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from typing import Literal, get_args
 
 from instructrec.errors import DataError
+from instructrec.model.options import Normalize
 from instructrec.model.prompt import PromptSettings
-from instructrec.model.scoring import Normalize
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)

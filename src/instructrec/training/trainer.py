@@ -38,7 +38,7 @@ from instructrec.training.saved import mark_unfinished, save_output
 from instructrec.training.settings import TrainResult, TrainSettings
 from instructrec.training.validation import CandidateHitRate
 
-__all__ = ["InstructionTrainer", "TrainResult", "TrainSettings", "build_model", "train"]
+__all__ = ["InstructionTrainer", "TrainResult", "TrainSettings", "best_eval_metrics", "build_model", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -91,6 +91,22 @@ def build_model(loaded: LoadedModel, settings: TrainSettings) -> Any:
         target_modules=settings.lora_targets,
     )
     return get_peft_model(model, cfg)
+
+
+def best_eval_metrics(log_history: list[dict[str, Any]], best_checkpoint: str | None) -> dict[str, float] | None:
+    """The `eval_*` values logged at the best checkpoint's step (`checkpoint-N`), or None when that
+    step has no logged evaluation (no best checkpoint, or an unparseable name)."""
+    if not best_checkpoint:
+        return None
+    try:
+        step = int(Path(best_checkpoint).name.rsplit("-", 1)[-1])
+    except ValueError:
+        return None
+    found: dict[str, float] = {}
+    for entry in log_history:  # the loss and HR@1 of one evaluation are logged as separate entries
+        if entry.get("step") == step:
+            found.update({k: v for k, v in entry.items() if k.startswith("eval_")})
+    return found or None
 
 
 def train(
@@ -148,7 +164,10 @@ def train(
     result = trainer.train(resume_from_checkpoint=checkpoint)
     metrics = dict(result.metrics)
     if eval_ds is not None:
-        metrics.update(trainer.evaluate())
+        # load_best_model_at_end already evaluated the model it loaded: take that evaluation from
+        # the log instead of a second validation pass; evaluate only when none was logged
+        logged = best_eval_metrics(trainer.state.log_history, trainer.state.best_model_checkpoint)
+        metrics.update(logged if logged is not None else trainer.evaluate())
     if trainer.is_world_process_zero():
         save_output(trainer, model_spec, loaded, settings, metric, head)
     return TrainResult(
