@@ -287,9 +287,9 @@ def load_model(
     """Load a model and its tokenizer from `spec` (see the module docstring); one `ModelError` with
     what to do when it cannot be found or used.
 
-    `merge_adapter`: for inference only, fold a LoRA adapter into the base weights: forwards on a
-    CPU run about 2x faster than through peft's per-layer adapter branches (benchmarks/RESULTS.md),
-    but the result is a plain model that cannot be trained further as an adapter."""
+    `merge_adapter`: for inference only, fold a LoRA adapter into the base weights: forwards skip
+    peft's per-layer adapter branches (the gain was not measured cleanly on the shared CPU box), but
+    the result is a plain model that cannot be trained further as an adapter."""
     device = device or default_device()
     torch_dtype = resolve_dtype(dtype, device)
     spec_str = str(spec)
