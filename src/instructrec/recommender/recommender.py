@@ -213,7 +213,8 @@ class Recommender:
                  for j, item in enumerate(ranked.items)]
         if self.reranker.llm is not None and self.reranker.llm.truncated > truncated:
             notes.append("instruction cut to the model's context (oldest history dropped)")
-        return RecommendResult(items, instruction, key, template_id, routed.kind, notes, applied)
+        return RecommendResult(items, instruction, key, template_id, routed.kind, notes, applied,
+                               pool={"size": len(pool), "from_request": len(from_request)})
 
     def constraints(self, turns: Sequence[Turn], request: str | None) -> Constraints:
         """The constraints of a conversation: each turn's, refined by the later ones; relative words

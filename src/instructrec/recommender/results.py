@@ -40,6 +40,9 @@ class RecommendResult:
     """The constraints read from the request (and earlier turns) and applied as filters."""
     nothing_matches: bool = False
     """True when no item satisfies the constraints: `items` is empty and `notes` say why."""
+    pool: dict[str, int] = field(default_factory=dict)
+    """The first-stage pool the LLM reranked: `size`, and `from_request` (items the request's
+    retrieval contributed; the rest came from the history's)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
