@@ -96,3 +96,28 @@ def test_a_follow_up_refines_the_last_answer(rec):
     assert all("Shooter" in it.title for it in like.items)  # the shooter constraint of turn 1 holds
     with pytest.raises(Exception, match="#9 of the last answer"):
         rec.recommend(request="more like #9", conversation=[turn])
+
+
+def test_pool_rule_and_hybrid_vectors_saved_with_the_recommender(toy_parts, tmp_path):
+    from instructrec.candidates.base import create_retriever
+    from instructrec.data.split import leave_one_out
+
+    dataset, base, _, pop, _ = toy_parts
+    hybrid = create_retriever("hybrid").fit(dataset, leave_one_out(dataset))
+    rec = Recommender(dataset, load_model(str(base), device="cpu"), pop, hybrid,
+                      RecommenderSettings(n_candidates=8, request_share=0.75, constraints=False))
+    hist = dataset.sequences[0]
+    pool, from_request = rec.candidate_pool(hist, "a sports game", set(hist.tolist()))
+    assert len(pool) == 8 and len(from_request) >= 6  # 6 of 8 slots are the request's (history may agree)
+    rec.settings.request_share = 0.0
+    assert rec.candidate_pool(hist, "a sports game", set(hist.tolist()))[1] <= set(
+        rec.candidate_pool(hist, None, set(hist.tolist()))[0])
+    rec.settings.request_share = 0.75
+    folder = rec.save(tmp_path / "rec", model_source=str(base))
+    assert (folder / "text_retriever" / "dense" / "state.safetensors").is_file()
+    back = Recommender.load(folder, device="cpu")
+    assert np.allclose(back.text_retriever.dense.item_vectors, hybrid.dense.item_vectors)
+    user = str(dataset.user_ids[0])
+    a = rec.recommend(user_id=user, request="a sports game", k=5)
+    b = back.recommend(user_id=user, request="a sports game", k=5)
+    assert [it.item_id for it in a.items] == [it.item_id for it in b.items] and a.pool == b.pool
