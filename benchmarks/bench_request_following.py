@@ -247,6 +247,18 @@ def run_dataset(name: str, dataset: Dataset, requests: list[Request], model: str
     return rows
 
 
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """The RESULTS.md table of the rows (one line per dataset x method)."""
+    lines = ["| dataset | method | precision@10 (95% CI) | direct / everyday / indirect | base rate | psearch-i2 HR@1 "
+             "| requests x users |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ph = r["by_phrasing"]
+        lines.append(f"| {r['dataset']} | {r['method']} | {r['precision_at_10']:.3f} ±{r['precision_ci95']:.3f} | "
+                     f"{ph['direct']:.2f} / {ph['everyday']:.2f} / {ph['indirect']:.2f} | {r['base_rate']:.3f} | "
+                     f"{r['psearch_hr1']:.3f} ({r['psearch_users']} users) | {r['requests']} x {r['users']} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ml-recommender", type=Path, default=ROOT / "runs/quickstart/recommender",
@@ -286,6 +298,7 @@ def main() -> None:
         record["rows"] = [r for r in old.get("rows", []) if r["dataset"] not in names] + rows
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(record, indent=2) + "\n")
+    print(markdown_table(record["rows"]))
     print(f"wrote {args.out} ({len(rows)} rows, {record['seconds']} s)")
 
 
