@@ -22,6 +22,8 @@ SETTINGS = {
     "bert4rec": dict(FAST_SEQ, epochs=40),
     "bm25": {},
     "embedding": dict(progress=False),
+    "dense": {},
+    "hybrid": {},
 }
 
 
@@ -55,7 +57,7 @@ def test_registry_has_every_retriever():
     from instructrec.candidates.base import _import_all
 
     _import_all()
-    assert set(REGISTRY) == {"popularity", "bpr", "sasrec", "gru4rec", "bert4rec", "bm25", "embedding"}
+    assert set(REGISTRY) == {"popularity", "bpr", "sasrec", "gru4rec", "bert4rec", "bm25", "embedding", "dense", "hybrid"}
 
 
 @pytest.mark.parametrize("key", ["bpr", "sasrec", "sasrec-ce", "gru4rec", "bert4rec", "bm25", "embedding"])
@@ -66,7 +68,7 @@ def test_beats_popularity_on_structured_data(key, fitted, split, cands):
     assert got > pop + 0.3, f"{key}: HR@1 {got:.3f} vs popularity {pop:.3f}"
 
 
-@pytest.mark.parametrize("key", ["bm25", "embedding"])
+@pytest.mark.parametrize("key", ["bm25", "embedding", "dense", "hybrid"])
 def test_text_retrievers_answer_search_queries(key, fitted, synthetic_seq, split, cands):
     queries = TitleKeywordQueries(synthetic_seq, n_words=2)
     got = _hr1(fitted(key), split, cands, task="search", queries=queries)
@@ -75,7 +77,8 @@ def test_text_retrievers_answer_search_queries(key, fitted, synthetic_seq, split
     assert all("galaxy" in synthetic_seq.title(i) for i in top.items)
 
 
-@pytest.mark.parametrize("key", ["popularity", "bpr", "sasrec", "gru4rec", "bert4rec", "bm25", "embedding"])
+@pytest.mark.parametrize("key", ["popularity", "bpr", "sasrec", "gru4rec", "bert4rec", "bm25", "embedding",
+                                 "dense", "hybrid"])
 def test_save_load_round_trip(key, fitted, split, tmp_path):
     model = fitted(key)
     back = load_retriever(model.save(tmp_path / key))
@@ -140,3 +143,28 @@ def test_thread_setting_does_not_leak_into_the_process(key, synthetic_seq, split
         assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
+
+
+def test_dense_and_hybrid_match_meanings_over_the_whole_item_text():
+    """A request that names no title word finds items by their genre and year (MiniLM reads the
+    whole text); the hybrid keeps that and still ranks an exact title word first."""
+    import pandas as pd
+
+    from instructrec.data.dataset import Dataset
+
+    items = pd.DataFrame({
+        "item_id": [str(i) for i in range(6)],
+        "title": ["Night Visitors", "Big Night", "Happy Days", "The Haunting", "Space Cadets", "Laugh Track"],
+        "categories": [["Horror"], ["Comedy"], ["Comedy"], ["Horror", "Thriller"], ["Sci-Fi"], ["Comedy"]],
+        "year": [1980, 1996, 1995, 1963, 1999, 1990],
+    })
+    inter = pd.DataFrame({"user_id": ["u0", "u0", "u1", "u1"], "item_id": ["0", "2", "4", "5"],
+                          "timestamp": [0, 1, 0, 1]})
+    ds = Dataset.from_frames(items, inter, source="toy")
+    split = leave_one_out(ds)
+    for key in ("dense", "hybrid"):
+        model = create_retriever(key).fit(ds, split)
+        top = model.search("a scary, frightening film", k=2).items.tolist()
+        assert set(top) == {0, 3}, (key, top)
+    hybrid = create_retriever("hybrid").fit(ds, split)
+    assert hybrid.search("space cadets", k=1).items.tolist() == [4]

@@ -18,12 +18,13 @@ def _recommender(parts, model_dir, **settings) -> Recommender:
 
 @pytest.fixture(scope="module")
 def tuned(toy_parts):
-    return _recommender(toy_parts, toy_parts[2], n_candidates=16)
+    # constraints off: these tests measure what the LLM itself follows (filters are tested apart)
+    return _recommender(toy_parts, toy_parts[2], n_candidates=16, constraints=False)
 
 
 @pytest.fixture(scope="module")
 def untuned(toy_parts):
-    return _recommender(toy_parts, toy_parts[1], n_candidates=16)
+    return _recommender(toy_parts, toy_parts[1], n_candidates=16, constraints=False)
 
 
 def test_k_distinct_valid_unseen_items(tuned, toy_dataset):

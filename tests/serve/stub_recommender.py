@@ -78,7 +78,9 @@ class StubRecommender:
 
     def recommend(self, *, user_id: str | None = None, history: list[str] | None = None,
                   request: str | None = None, k: int = 10, candidates: list[str] | None = None,
-                  exclude_seen: bool = True) -> RecommendResult:
+                  exclude_seen: bool = True, conversation=()) -> RecommendResult:
+        # earlier turns are read with the request, as the real recommender does
+        request = " ".join([t.request for t in conversation] + [request or ""]).strip() or None
         with self._lock:
             self.active += 1
             self.calls += 1

@@ -113,3 +113,11 @@ def test_serve_loads_once_binds_loopback_and_passes_settings(saved, stub, monkey
         assert c.get("/healthz").json()["limits"]["max_k"] == 7
         assert c.get("/healthz", headers={"Origin": "https://example.org"}).headers[
             "access-control-allow-origin"] == "https://example.org"
+
+
+def test_recommend_refine_sends_the_earlier_turns_back(saved, stub):
+    result = runner.invoke(cli_main.app, ["recommend", "-m", saved, "--user", "196", "-k", "3", "a star wars film",
+                                          "--refine", "with an empire", "--refine", "and jedi"])
+    assert result.exit_code == 0, result.output
+    assert "turn 1: a star wars film" in result.output and "turn 3: and jedi" in result.output
+    assert stub.calls == 3  # one call per turn, each carrying the turns before it

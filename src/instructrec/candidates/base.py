@@ -194,7 +194,7 @@ def settings_dict(obj: Any) -> dict[str, Any]:
     return asdict(obj) if is_dataclass(obj) else dict(obj)
 
 
-RETRIEVER_MODULES = ("popularity", "bpr", "sasrec", "gru4rec", "bert4rec", "bm25", "embedding")
+RETRIEVER_MODULES = ("popularity", "bpr", "sasrec", "gru4rec", "bert4rec", "bm25", "embedding", "hybrid")
 
 
 def _import_all() -> None:

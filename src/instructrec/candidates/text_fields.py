@@ -5,24 +5,35 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 
 from instructrec.data.dataset import Dataset
 
-TEXT_FIELDS = ("title", "brand", "categories", "description")
+TEXT_FIELDS = ("title", "year", "brand", "categories", "description")
+WHOLE_TEXT_FIELDS = ("title", "year", "categories", "brand", "description")
+"""Everything an item carries that a request may name (the hybrid and dense retrievers' default)."""
 
 
-def item_texts(dataset: Dataset, fields: Sequence[str] = ("title", "brand", "categories")) -> list[str]:
-    """One string per item (index order): the chosen fields that are present, joined by '. '."""
+def _field_text(value: object) -> str:
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return ", ".join(str(v) for v in value)
+    if value is None or (not isinstance(value, str) and pd.isna(value)):  # NaN, pd.NA, None
+        return ""
+    return str(value).strip()
+
+
+def item_texts(dataset: Dataset, fields: Sequence[str] = ("title", "brand", "categories"),
+               max_chars: int | None = None) -> list[str]:
+    """One string per item (index order): the chosen fields that are present, joined by '. '
+    (each cut to `max_chars` characters when given, so a long description cannot drown the rest)."""
     items = dataset.items
     out = []
     for row in items.itertuples(index=False):
         parts = []
         for name in fields:
-            value = getattr(row, name)
-            if isinstance(value, (list, tuple, np.ndarray)):
-                value = ", ".join(str(v) for v in value)
-            if value is not None and value == value and str(value).strip():
-                parts.append(str(value))
+            text = _field_text(getattr(row, name))
+            if text:
+                parts.append(text if max_chars is None else text[:max_chars])
         out.append(". ".join(parts))
     return out
 

@@ -48,7 +48,7 @@ def evaluate_cmd(
     data: Annotated[Path | None, typer.Option(
         help="Dataset folder (from `instructrec data prepare`); default: the --recommender's own data.")] = None,
     method: Annotated[str, typer.Option(
-        help="Comma-separated methods: retrievers (popularity, bpr, sasrec, gru4rec, bert4rec, bm25, embedding), "
+        help="Comma-separated methods: retrievers (popularity, bpr, sasrec, gru4rec, bert4rec, bm25, embedding, dense, hybrid), "
              "llm[:MODEL] (the LLM reranker), llm[:MODEL]+RETRIEVER[@history|@text] (fused; weight fitted on "
              "--valid-users), recommender (a saved --recommender as a whole).")] = "sasrec",
     task: Annotated[str, typer.Option(help=doc(R, "task"))] = default(R, "task"),
@@ -149,7 +149,7 @@ def recommend_cmd(
     data: Annotated[Path, typer.Option(help="Dataset folder.")],
     method: Annotated[str, typer.Option(help="Retriever name (loaded from --models).")] = "sasrec",
     user: Annotated[str | None, typer.Option(help="User id: recommend from their whole history.")] = None,
-    query: Annotated[str | None, typer.Option(help="Text query (bm25, embedding).")] = None,
+    query: Annotated[str | None, typer.Option(help="Text query (bm25, embedding, dense, hybrid).")] = None,
     k: Annotated[int, typer.Option("-k", "--k", help="How many items.")] = 10,
     models: Annotated[Path | None, typer.Option(help=MODELS_HELP)] = None,
 ) -> None:

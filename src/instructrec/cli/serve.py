@@ -29,6 +29,9 @@ def _result_table(result) -> Table:
     table.add_column("rank", justify="right")
     table.add_column("title")
     table.add_column("score", justify="right")
+    has_reason = any(getattr(it, "reason", "") for it in result.items)
+    if has_reason:
+        table.add_column("why")
     has_llm = any(it.llm_score is not None for it in result.items)
     has_retrieval = any(it.retrieval_score is not None for it in result.items)
     if has_llm:
@@ -37,6 +40,8 @@ def _result_table(result) -> Table:
         table.add_column("retrieval", justify="right")
     for rank, item in enumerate(result.items, start=1):
         row: list[str | Text] = [str(rank), Text(item.title), f"{item.score:.4f}"]  # titles are data, not markup
+        if has_reason:
+            row.append(Text(item.reason))
         if has_llm:
             row.append("–" if item.llm_score is None else f"{item.llm_score:.4f}")
         if has_retrieval:
@@ -56,6 +61,10 @@ def recommend(
     include_seen: Annotated[bool, typer.Option("--include-seen", help="Allow items already in the history.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as one JSON object (for scripts).")] = False,
     show_instruction: Annotated[bool, typer.Option("--show-instruction", help="Also print the instruction text.")] = False,
+    refine: Annotated[list[str] | None, typer.Option(
+        "--refine", help="A follow-up that refines the answer before it (\"something older\", \"cheaper\", "
+                         "\"no more sequels\", \"more like #3\"); repeat for more turns. The last answer is printed.",
+    )] = None,
 ) -> None:
     """Rank items for a user (--user or --history) and a free-text request, and say how it was read."""
     if user is not None and history:
@@ -65,6 +74,19 @@ def recommend(
         raise InstructRecError(f"unknown user id {user!r}; pass --history with items the user liked instead.")
     items = split_history(history, rec.dataset) if history else None
     result = rec.recommend(user_id=user, history=items, request=request, k=k, exclude_seen=not include_seen)
+    if refine:
+        from instructrec.recommender.conversation import Turn
+
+        turns = []
+        for text in refine:  # each follow-up sends the earlier turns back, as the web page does
+            turns.append(Turn(request or "", tuple(it.item_id for it in result.items)))
+            request = text
+            result = rec.recommend(user_id=user, history=items, request=text, k=k, exclude_seen=not include_seen,
+                                   conversation=turns)
+        if not as_json:
+            for n, turn in enumerate(turns, start=1):
+                console.print(f"turn {n}: {turn.request or '(no request)'}", highlight=False, markup=False)
+            console.print(f"turn {len(turns) + 1}: {request}", highlight=False, markup=False)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
         return
@@ -72,6 +94,8 @@ def recommend(
     template = result.template_id or "none (first stage only)"
     console.print(f"aspects [bold]{escape(result.aspects)}[/] · template [bold]{escape(template)}[/] · "
                   f"request read as [bold]{escape(result.request_kind)}[/]", highlight=False)
+    if getattr(result, "constraints", None):
+        console.print("kept: " + " · ".join(result.constraints), highlight=False, markup=False)
     for note in result.notes:
         console.print(f"note: {note}", highlight=False, markup=False)
     if show_instruction:

@@ -20,22 +20,27 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
+from itertools import zip_longest
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from instructrec.atomic import atomic_folder
-from instructrec.candidates.base import Retriever, load_retriever
+from instructrec.candidates.base import Retriever, load_retriever, top_k
 from instructrec.data.dataset import Dataset
 from instructrec.errors import DataError, InstructRecError
 from instructrec.instructions.facets import compute_facets
 from instructrec.instructions.render import Renderer
+from instructrec.instructions.schema import Intention
 from instructrec.instructions.templates import load_templates
 from instructrec.model.backend import LoadedModel, load_model
 from instructrec.model.listwise import make_scorer
 from instructrec.model.scoring import Normalize, PrefixCache
+from instructrec.recommender.constraints import Catalogue, Constraints, refine
+from instructrec.recommender.conversation import Turn, conversation_text, referenced_rank
+from instructrec.recommender.explain import Explainer
 from instructrec.recommender.reranker import LLMScores, Query, Reranker, RerankSettings
 from instructrec.recommender.results import RecommendedItem, RecommendResult
 from instructrec.recommender.routing import RoutedRequest, attribute_vocabulary, route_request
@@ -52,6 +57,13 @@ class RecommenderSettings:
 
     n_candidates: int = 20
     """First-stage pool size the LLM reranks."""
+    request_share: float = 0.5
+    """Share of the pool filled from what the request retrieves (the text retriever) when there is
+    a request; the rest comes from what the history retrieves (the sequential retriever). Slots one
+    side cannot fill go to the other. Measured in benchmarks/RESULTS.md (request following)."""
+    constraints: bool = True
+    """Keep only items that satisfy the attributes a request names (`recommender.constraints`);
+    False ranks by the first stage and the LLM alone (e.g. to measure what the LLM follows)."""
     fusion: dict[str, float] = field(default_factory=dict)
     """LLM weight in the fused score per aspects key (e.g. `P1,I0,T3`), each fitted on validation
     users of that task; a request routed to aspects without a weight is ranked by the LLM alone."""
@@ -78,6 +90,13 @@ class _Prepared:
     pool: list[int]
     k: int
     notes: list[str]
+    text: str | None = None
+    """The request read with the conversation's earlier turns."""
+    constraints: Constraints = field(default_factory=Constraints)
+    applied: list[str] = field(default_factory=list)
+    """The constraints kept, as the answer names them."""
+    from_request: frozenset[int] = frozenset()
+    """Pool items the request retrieved (for the reasons)."""
 
 
 class Recommender:
@@ -106,6 +125,8 @@ class Recommender:
         self._title_index: dict[str, int] = {}
         for i, title in enumerate(dataset.titles):
             self._title_index.setdefault(str(title).casefold(), i)
+        self.catalogue = Catalogue(dataset)
+        self.explainer = Explainer(dataset, self.catalogue, text_retriever)
 
     def use_prefix_cache(self, entries: int) -> None:
         """Keep the KV cache of the last `entries` prompts and reuse their shared first tokens (a
@@ -159,10 +180,16 @@ class Recommender:
 
     def recommend(self, *, user_id: str | None = None, history: Sequence[str] | None = None,
                   request: str | None = None, k: int = 10, candidates: Sequence[str] | None = None,
-                  exclude_seen: bool = True) -> RecommendResult:
-        """Rank items for a user (id or history) and an optional free-text request."""
+                  exclude_seen: bool = True, conversation: Sequence[Turn] = ()) -> RecommendResult:
+        """Rank items for a user (id or history) and an optional free-text request.
+
+        `conversation`: earlier turns, oldest first (the client sends them back; nothing is kept
+        here): their constraints hold unless the new request overrides them, their texts are read
+        with the new one, and "more like #N" points into the last turn's items.
+        """
         result = self.recommend_many([{"user_id": user_id, "history": history, "request": request, "k": k,
-                                       "candidates": candidates, "exclude_seen": exclude_seen}])[0]
+                                       "candidates": candidates, "exclude_seen": exclude_seen,
+                                       "conversation": conversation}])[0]
         if isinstance(result, Exception):
             raise result
         return result
@@ -174,9 +201,14 @@ class Recommender:
         prepared: dict[int, _Prepared] = {}
         for i, call in enumerate(calls):
             try:
-                prepared[i] = self._prepare(**call)
+                prep = self._prepare(**call)
             except Exception as exc:  # one caller's bad input must not fail the others
                 out[i] = exc
+                continue
+            if isinstance(prep, RecommendResult):  # answered before the LLM (nothing matches)
+                out[i] = prep
+            else:
+                prepared[i] = prep
         by_size: dict[int, list[int]] = {}  # score_batch takes a (users, C) array: group by pool size
         for i, prep in prepared.items():
             by_size.setdefault(len(prep.pool), []).append(i)
@@ -198,22 +230,52 @@ class Recommender:
 
     def _prepare(self, *, user_id: str | None = None, history: Sequence[str] | None = None,
                  request: str | None = None, k: int = 10, candidates: Sequence[str] | None = None,
-                 exclude_seen: bool = True) -> _Prepared:
-        """One call up to the LLM: routed query, candidate pool, notes."""
+                 exclude_seen: bool = True, conversation: Sequence[Turn] = ()) -> _Prepared | RecommendResult:
+        """One call up to the LLM: routed query, constraints, candidate pool, notes (or the
+        finished answer when nothing in the catalogue matches)."""
         if k < 1:
             raise InstructRecError("k must be at least 1.")
         notes: list[str] = []
         request = (request or "").strip() or None
-        query, routed = self.query(user_id=user_id, history=history, request=request)
+        turns = list(conversation)
+        text = conversation_text(turns, request)
+        constraints = self.constraints(turns, request) if self.settings.constraints else Constraints()
+        query, routed = self.query(user_id=user_id, history=history, request=text)
+        if constraints and routed.aspects.intention is Intention.VAGUE:
+            # The request names catalogue attributes by everyday words ("scary"): a specific intention.
+            routed = replace(routed, aspects=replace(routed.aspects, intention=Intention.SPECIFIC),
+                             kind="specific_intention", matched_attributes=tuple(constraints.include))
+            query = replace(query, aspects=routed.aspects)
         hist = query.history
+        anchor = self._anchor(turns, request)
         seen = set(hist.tolist()) if exclude_seen else set()
+        if anchor is not None:
+            seen.add(anchor)
+            notes.append(f"more like {self.dataset.title(anchor)!r} (from the last answer)")
+        applied = constraints.describe()
+        notes += [f"ignored {what}" for what in constraints.ignored]
+        allowed = self.catalogue.mask(constraints) if constraints else None
+        if allowed is not None and self.catalogue.all_of_relaxed(constraints):
+            notes.append("few items carry all the named categories: any of them is kept")
         if candidates:
             pool = [i for i in dict.fromkeys(self.resolve_items(candidates).tolist()) if i not in seen]
             if not pool:
                 raise InstructRecError("every given candidate is already in the user's history; "
                                        "pass exclude_seen=false to rank them anyway.")
+            # Given candidates are ranked as given (what the evaluation harness scores, so served
+            # and evaluated rankings stay equal); the constraints read are named in a note only.
+            if allowed is not None:
+                notes.append("constraints read but not applied (the candidates were given): " + "; ".join(applied))
+                applied, allowed = [], None
+            from_request: set[int] = set()
         else:
-            pool = self._retrieve(hist, query.text, seen)
+            pool, from_request = self.candidate_pool(hist, query.text, seen, allowed, query.user, anchor)
+        if not pool:
+            notes.append("nothing in the catalogue matches " + "; ".join(applied)
+                         + (" that you have not seen" if seen and allowed is not None and allowed.any() else ""))
+            return RecommendResult([], "", query.aspects.key(), "", routed.kind, notes, applied, True)
+        if allowed is not None and len(pool) < k:
+            notes.append(f"only {len(pool)} items match " + "; ".join(applied))
         if not query.readable:
             notes.append("cold start: no history and no request, ranked by the first stage alone")
         elif len(hist) > self.settings.history_items:
@@ -221,7 +283,7 @@ class Recommender:
         key = query.aspects.key()
         if query.readable and self.settings.fusion and key not in self.settings.fusion:
             notes.append(f"no fusion weight was fitted for {key}: ranked by the LLM score alone")
-        return _Prepared(query, routed, pool, k, notes)
+        return _Prepared(query, routed, pool, k, notes, text, constraints, applied, frozenset(from_request))
 
     def _rank(self, batch: Sequence[_Prepared]) -> list[RecommendResult]:
         """Prepared calls with pools of one size, scored in one `Reranker.score_batch` call."""
@@ -232,28 +294,83 @@ class Recommender:
             ranked = scored.ranked(prep.k)
             template_id = self.renderer.template_for(prep.query.aspects).id if instruction else ""
             llm, ret = ranked.columns["llm"], ranked.columns["retrieval"]
+            hist = prep.query.history
             items = [RecommendedItem(str(self.dataset.item_ids[item]), ranked.titles[j], float(ranked.scores[j]),
-                                     None if np.isnan(llm[j]) else float(llm[j]), float(ret[j]))
+                                     None if np.isnan(llm[j]) else float(llm[j]), float(ret[j]),
+                                     self.explainer.reason(int(item), prep.text, prep.constraints, hist,
+                                                           int(item) in prep.from_request))
                      for j, item in enumerate(ranked.items)]
             notes = list(prep.notes)
             if instruction and self.scorer.would_truncate(instruction):
                 notes.append("instruction cut to the model's context (oldest history dropped)")
             results.append(RecommendResult(items, instruction, prep.query.aspects.key(), template_id,
-                                           prep.routed.kind, notes))
+                                           prep.routed.kind, notes, prep.applied,
+                                           pool={"size": len(prep.pool), "from_request": len(prep.from_request)}))
         return results
 
-    def _retrieve(self, hist: np.ndarray, text: str | None, seen: set[int]) -> list[int]:
+    def constraints(self, turns: Sequence[Turn], request: str | None) -> Constraints:
+        """The constraints of a conversation: each turn's, refined by the later ones; relative words
+        ("older", "cheaper") are read against the answer of the turn before."""
+        parsed = []
+        previous: np.ndarray = np.zeros(0, dtype=np.int64)
+        for turn in [*turns, Turn(request or "")]:
+            parsed.append(self.catalogue.parse(turn.request, previous))
+            previous = self._known(turn.items)
+        return refine(*parsed) if parsed else Constraints()
+
+    def _known(self, item_ids: Sequence[str]) -> np.ndarray:
+        return np.asarray([self.dataset._item_pos[i] for i in item_ids if i in self.dataset._item_pos], dtype=np.int64)
+
+    def _anchor(self, turns: Sequence[Turn], request: str | None) -> int | None:
+        rank = referenced_rank(request or "")
+        if rank is None:
+            return None
+        shown = list(turns[-1].items) if turns else []
+        if not shown or not (1 <= rank <= len(shown) or rank == -1):
+            raise InstructRecError(f"the request points at item #{rank} of the last answer, but the conversation's "
+                                   f"last turn shows {len(shown)} items; send that turn's `items`.")
+        known = self._known([shown[rank - 1 if rank > 0 else -1]])
+        if not len(known):
+            raise InstructRecError(f"item {shown[rank - 1 if rank > 0 else -1]!r} of the last answer is not in "
+                                   "the catalogue.")
+        return int(known[0])
+
+    def candidate_pool(self, hist: np.ndarray, text: str | None, seen: set[int], allowed: np.ndarray | None = None,
+                       user: int = -1, anchor: int | None = None) -> tuple[list[int], set[int]]:
+        """The first-stage pool (`n_candidates` items) and which of them the request retrieved.
+
+        Rule (`request_share`): with a request, the text retriever's best allowed unseen items take
+        `round(request_share * n)` slots and the history retriever's the rest; when one side runs
+        out, the other fills up. "More like #N" (`anchor`) reads the anchor item's text and history.
+        """
         n = self.settings.n_candidates
-        lists: list[list[int]] = []
+        blocked = np.zeros(self.dataset.n_items, dtype=bool)
+        blocked[list(seen)] = True
+        if allowed is not None:
+            blocked |= ~allowed
+        by_text: list[int] = []
+        if anchor is not None:
+            hist = np.append(hist, anchor)
+            text = " ".join(filter(None, [text, self.explainer_text(anchor)]))
         if text and self.text_retriever is not None:
-            lists.append(self.text_retriever.search(text, k=n + len(seen)).items.tolist())
-        lists.append(self.retriever.recommend(hist, k=n + len(seen), exclude_seen=False).items.tolist())
-        pool: list[int] = []
-        for rank in range(max(len(x) for x in lists)):  # interleave: the best of each first
-            for ranked in lists:
-                if rank < len(ranked) and ranked[rank] not in seen and ranked[rank] not in pool:
-                    pool.append(int(ranked[rank]))
-        return pool[:n]
+            scores = np.asarray(self.text_retriever.score([hist], None, [text], np.array([user]))[0], np.float64)
+            by_text = top_k(np.where(blocked, -np.inf, scores), n).items.tolist()
+        hist_scores = np.asarray(self.retriever.score([hist], None, None, np.array([user]))[0], np.float64)
+        by_hist = top_k(np.where(blocked, -np.inf, hist_scores), n).items.tolist()
+        share = self.settings.request_share if by_text else 0.0
+        n_text = min(len(by_text), round(share * n))
+        mine = by_text[:n_text]
+        theirs = [i for i in by_hist if i not in set(mine)][: n - n_text]
+        rest = [i for i in by_text[n_text:] + by_hist if i not in set(mine) | set(theirs)]
+        # the best of each side first (the order the LLM reads them in), then whatever is left
+        pool = [i for pair in zip_longest(mine, theirs) for i in pair if i is not None]
+        pool = list(dict.fromkeys(pool + rest))[:n]
+        return pool, set(pool) & set(by_text)
+
+    def explainer_text(self, item: int) -> str:
+        """An item's title and categories, as a text query ("more like this")."""
+        cats = ", ".join(sorted(self.catalogue.categories[item]))
+        return f"{self.dataset.title(item)}. {cats}".strip(". ")
 
     # -- persistence -------------------------------------------------------------------------
     def save(self, path: str | Path, model_source: str | Path | None = None) -> Path:

@@ -18,6 +18,8 @@ class RecommendedItem:
     """The tuned LLM's length-normalised log-likelihood of the title, where the LLM ranked."""
     retrieval_score: float | None = None
     """The first-stage retriever's score."""
+    reason: str = ""
+    """One line on why it is here: attributes it matched, request words, similar history items."""
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,13 @@ class RecommendResult:
     """How the request was read: none, vague_intention, specific_intention, explicit_preference, mixed."""
     notes: list[str] = field(default_factory=list)
     """Anything the caller should know (history truncated, cold start, ...)."""
+    constraints: list[str] = field(default_factory=list)
+    """The constraints read from the request (and earlier turns) and applied as filters."""
+    nothing_matches: bool = False
+    """True when no item satisfies the constraints: `items` is empty and `notes` say why."""
+    pool: dict[str, int] = field(default_factory=dict)
+    """The first-stage pool the LLM reranked: `size`, and `from_request` (items the request's
+    retrieval contributed; the rest came from the history's)."""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -69,6 +69,10 @@ def _limit_name(loc: tuple[Any, ...], limits: ServeLimits) -> str | None:
     """Which configured limit a validation error at `loc` concerns (None when it is not a limit)."""
     field = loc[1] if len(loc) > 1 and loc[0] in ("body", "query", "path") else None
     element = len(loc) > 2
+    if field == "conversation":  # conversation, conversation.N.request, conversation.N.items[.M]
+        part = loc[3] if len(loc) > 3 else None
+        return {None: "max_turns", "request": "max_request_chars",
+                "items": "max_item_chars" if len(loc) > 4 else "max_k"}.get(part)
     return {
         "request": "max_request_chars", "k": "max_k", "q": "max_query_chars", "limit": "max_search_results",
         "user_id": "max_item_chars", "item_id": "max_item_chars",
@@ -257,9 +261,16 @@ def create_app(recommender: RecommenderLike | Callable[[], RecommenderLike],
         if (missing := known.unknown(body.candidates)) is not None:
             raise HTTPException(404, f"unknown candidate {missing!r}; give item ids or exact titles "
                                      "(search titles with /v1/items?q=)")
+        for n, turn in enumerate(body.conversation or ()):
+            if (missing := known.unknown(turn.items)) is not None:
+                raise HTTPException(404, f"unknown item {missing!r} in conversation.{n}.items; send the item ids "
+                                         "the earlier answers showed")
+        # The conversation travels with the request (turns carry `request` and `items`, as
+        # `recommender.conversation.Turn` does); passed only when there is one.
+        extra = {"conversation": list(body.conversation)} if body.conversation else {}
 
         call = {"user_id": body.user_id, "history": body.history, "request": body.request, "k": body.k,
-                "candidates": body.candidates, "exclude_seen": body.exclude_seen}
+                "candidates": body.candidates, "exclude_seen": body.exclude_seen, **extra}
         try:
             result, seconds = await batcher.run(call, gone=request.is_disconnected)
         except CallerGone:
@@ -270,10 +281,13 @@ def create_app(recommender: RecommenderLike | Callable[[], RecommenderLike],
                                      "try again shortly", headers={"Retry-After": "1"}) from None
         return RecommendResponse(
             items=[RecommendedItemOut(rank=r, item_id=it.item_id, title=it.title, score=it.score,
-                                      llm_score=it.llm_score, retrieval_score=it.retrieval_score)
+                                      llm_score=it.llm_score, retrieval_score=it.retrieval_score,
+                                      reason=getattr(it, "reason", ""))
                    for r, it in enumerate(result.items, start=1)],
             instruction=result.instruction, aspects=result.aspects, template_id=result.template_id,
             request_kind=result.request_kind, notes=list(result.notes), elapsed_ms=round(seconds * 1000, 3),
+            constraints=list(getattr(result, "constraints", [])),
+            nothing_matches=bool(getattr(result, "nothing_matches", False)),
         )
 
     if settings.cors_origins:

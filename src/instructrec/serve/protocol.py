@@ -26,7 +26,9 @@ class RecommenderLike(Protocol):
 
     def recommend(self, *, user_id: str | None = None, history: list[str] | None = None,
                   request: str | None = None, k: int = 10, candidates: list[str] | None = None,
-                  exclude_seen: bool = True) -> RecommendResult: ...
+                  exclude_seen: bool = True, conversation: Sequence[Any] = ()) -> RecommendResult: ...
+    """`conversation`: earlier turns, oldest first, each with `request` and `items` (the item ids
+    its answer showed); passed only when a client sends one."""
 
     def search_items(self, query: str, limit: int = 20) -> list[tuple[str, str]]: ...
 

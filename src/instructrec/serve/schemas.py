@@ -31,6 +31,7 @@ class RecommendedItemOut(BaseModel):
     score: float = Field(description="The score the ranking used (higher is better).")
     llm_score: float | None = Field(None, description="The tuned LLM's length-normalised log-likelihood.")
     retrieval_score: float | None = Field(None, description="The first-stage retriever's score.")
+    reason: str = Field("", description="Why it is here: attributes, request words or history items it matched.")
 
 
 class RecommendResponse(BaseModel):
@@ -44,6 +45,11 @@ class RecommendResponse(BaseModel):
         description="How the request was read: none, vague_intention, specific_intention, explicit_preference, mixed."
     )
     notes: list[str] = Field(description="Anything the caller should know (history truncated, cold start, ...).")
+    constraints: list[str] = Field(default_factory=list, description=(
+        "Constraints read from the request and the earlier turns and kept as filters (e.g. `category Horror`, "
+        "`year <= 1990`, `not Comedy`)."))
+    nothing_matches: bool = Field(False, description="No item satisfies the constraints; `items` is empty and "
+                                                     "`notes` say what could not be matched.")
     elapsed_ms: float = Field(description="Time spent in the recommender, excluding the wait for the model.")
 
 
@@ -76,6 +82,15 @@ def build_recommend_request(limits: ServeLimits) -> type[BaseModel]:
     """The `POST /v1/recommend` body, validated against `limits`."""
     short_text = Annotated[str, Field(min_length=1, max_length=limits.max_item_chars)]
 
+    class Turn(BaseModel):
+        """An earlier turn of the conversation, sent back by the client (the server keeps none)."""
+
+        model_config = ConfigDict(extra="forbid", strict=True)
+        request: Annotated[str, Field(min_length=1, max_length=limits.max_request_chars)] = Field(
+            description="What the user asked in that turn.")
+        items: Annotated[list[short_text], Field(max_length=limits.max_k)] = Field(
+            default_factory=list, description="Item ids that turn's answer showed, best first (\"more like #3\").")
+
     class RecommendRequest(BaseModel):
         """Who the user is (a known `user_id`, or a `history`, or neither for a cold start) and what they ask."""
 
@@ -104,6 +119,9 @@ def build_recommend_request(limits: ServeLimits) -> type[BaseModel]:
             None, description=f"Rank only these item ids (at most {limits.max_candidates}); default: retrieve."
         )
         exclude_seen: bool = Field(True, description="Leave out items in the user's history.")
+        conversation: Annotated[list[Turn], Field(max_length=limits.max_turns)] | None = Field(
+            None, description=f"Earlier turns, oldest first (at most {limits.max_turns}): `request` refines them "
+                              "(\"cheaper\", \"something older\", \"no more sequels\", \"more like #3\").")
 
         @model_validator(mode="after")
         def _one_user_source(self) -> "RecommendRequest":

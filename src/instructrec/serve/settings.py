@@ -29,6 +29,9 @@ class ServeLimits:
     """Longest title-search query for `GET /v1/items`."""
     max_search_results: int = 50
     """Most results of one title search."""
+    max_turns: int = 8
+    """Most earlier turns a conversation may send back (each bounded like a request: its text by
+    max_request_chars, the items it showed by max_k)."""
     max_queue: int = 64
     """Most recommend requests waiting for the model at once; more get HTTP 503 (try again later)."""
 

@@ -5,6 +5,10 @@
 
 const $ = (id) => document.getElementById(id);
 const picked = []; // [{item_id, title}], oldest first
+// The conversation so far: [{request, items: [item ids], titles}], oldest first. It lives on the
+// page only; every refinement sends it back, so the server keeps no state per user.
+let turns = [];
+let maxTurns = 8;
 let searchTimer = null;
 let searchSeq = 0;
 let readyText = "ready";
@@ -112,16 +116,37 @@ async function searchTitles() {
   }
 }
 
+function renderTurns() {
+  const list = $("turns");
+  list.replaceChildren();
+  for (const turn of turns.slice(0, -1)) {
+    const li = el("li");
+    li.append(el("span", "You: “" + turn.request + "”", "turn-request"));
+    li.append(el("span", " → " + (turn.titles.slice(0, 3).join(" · ") || "nothing matched"), "hint"));
+    list.append(li);
+  }
+  list.hidden = turns.length < 2;
+}
+
 function renderAnswer(request, answer) {
   $("asked").textContent = request ? "You asked: “" + request + "”" : "No request text: ranked from who is asking.";
   $("meta").textContent = "aspects " + answer.aspects + " · template " + (answer.template_id || "none (first stage only)") +
     " · request read as " + answer.request_kind + " · " + answer.elapsed_ms.toFixed(0) + " ms";
+  $("constraints").textContent = answer.constraints && answer.constraints.length
+    ? "Kept: " + answer.constraints.join(" · ") : "";
   const body = document.querySelector("#results tbody");
   body.replaceChildren();
+  if (answer.nothing_matches) {
+    const row = el("tr");
+    const cell = el("td", "Nothing in the catalogue matches this request.", "hint");
+    cell.colSpan = 6;
+    row.append(cell);
+    body.append(row);
+  }
   for (const item of answer.items) {
     const row = el("tr");
-    row.append(el("td", item.rank, "num"), el("td", item.title, "title"), el("td", fmt(item.score), "num"),
-      el("td", fmt(item.llm_score), "num"), el("td", fmt(item.retrieval_score), "num"));
+    row.append(el("td", item.rank, "num"), el("td", item.title, "title"), el("td", item.reason || "", "reason"),
+      el("td", fmt(item.score), "num"), el("td", fmt(item.llm_score), "num"), el("td", fmt(item.retrieval_score), "num"));
     body.append(row);
   }
   const notes = $("notes");
@@ -132,19 +157,39 @@ function renderAnswer(request, answer) {
 
 async function submit(event) {
   event.preventDefault();
+  turns = []; // a new request starts a new conversation
+  await ask($("request").value.trim(), $("submit"));
+}
+
+async function refine(event) {
+  event.preventDefault();
+  const text = $("refine-text").value.trim();
+  if (!text) { showError("Type how to refine the answer (e.g. something older)."); return; }
+  if (await ask(text, $("refine-submit"))) $("refine-text").value = "";
+}
+
+function restart() {
+  turns = [];
+  $("answer").hidden = true;
+  $("refine-text").value = "";
+  $("request").focus();
+}
+
+// One call: the request plus the earlier turns (those with text, the most recent maxTurns).
+async function ask(request, button) {
   showError("");
-  const request = $("request").value.trim();
   const payload = { k: Number($("k").value) || 10 };
+  const earlier = turns.filter((t) => t.request).slice(-maxTurns).map((t) => ({ request: t.request, items: t.items }));
+  if (earlier.length) payload.conversation = earlier;
   if (request) payload.request = request;
   if (who() === "user") {
     const id = $("user-id").value.trim();
-    if (!id) { showError("Type a user id, or choose another way of saying who is asking."); return; }
+    if (!id) { showError("Type a user id, or choose another way of saying who is asking."); return false; }
     payload.user_id = id;
   } else if (who() === "history") {
-    if (!picked.length) { showError("Add at least one title to the history (search above)."); return; }
+    if (!picked.length) { showError("Add at least one title to the history (search above)."); return false; }
     payload.history = picked.map((h) => h.item_id);
   }
-  const button = $("submit");
   button.disabled = true;
   $("status").textContent = "thinking…";
   try {
@@ -153,9 +198,13 @@ async function submit(event) {
       headers: { "Content-Type": "application/json" },
       body: JSON.stringify(payload),
     });
+    turns.push({ request: request, items: answer.items.map((i) => i.item_id), titles: answer.items.map((i) => i.title) });
+    renderTurns();
     renderAnswer(request, answer);
+    return true;
   } catch (err) {
     showError(err.message);
+    return false;
   } finally {
     $("status").textContent = readyText;
     button.disabled = false;
@@ -170,11 +219,15 @@ async function start() {
     searchTimer = setTimeout(searchTitles, 250);
   });
   $("ask").addEventListener("submit", submit);
+  $("refine").addEventListener("submit", refine);
+  $("restart").addEventListener("click", restart);
   onWhoChange();
   try {
     const health = await api("/healthz");
     $("request").maxLength = health.limits.max_request_chars;
     $("k").max = health.limits.max_k;
+    $("refine-text").maxLength = health.limits.max_request_chars;
+    if (health.limits.max_turns) maxTurns = health.limits.max_turns;
     $("item-search").maxLength = health.limits.max_query_chars;
     readyText = "ready · " + health.users + " users · " + health.items + " items";
     $("status").textContent = readyText;

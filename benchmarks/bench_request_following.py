@@ -1,0 +1,306 @@
+"""Request following: do the answers give what a request asks for, without costing the user's taste?
+
+Per dataset (MovieLens-100K with genres as ground truth; the Amazon Reviews 2023 sample with its
+categories), natural requests per genre/category in three phrasings (`direct` names the genre,
+`everyday` uses a plain word for it, `indirect` describes a situation), each asked by a few
+seeded users, k = 10. For each method:
+
+* `precision_at_10`: share of the top 10 that carry the requested genre (missing slots count as
+  misses), averaged over requests x users;
+* `base_rate`: the same for the same users without the request (the method's answer from the
+  history alone);
+* `psearch_hr1`: HR@1 on the psearch-i2 task <P1,I2,T3> (1 true + 9 random candidates, seeded
+  test users) through the evaluation harness (`eval.runner.run_evaluation`), so that following a
+  request is checked not to cost the user's own taste.
+
+Methods: popularity, sasrec (history only), bm25 (title, brand, categories), dense and hybrid (the
+request over the whole item text; `candidates.hybrid`), and `recommender`: a full saved
+`Recommender` (SASRec from the history + hybrid from the request, named constraints kept, the
+tuned LLM reranking; fusion weights fitted on validation users through the harness), saved and
+loaded back before it is measured. The recommender's pool rule (`request_share`) can be swept
+(`--shares`); its mean share of request-retrieved pool items is reported.
+
+The LLM is not retrained: `--ml-recommender` (default: the quickstart's saved recommender) gives
+the MovieLens data, SASRec and tuned adapter; `--a23-model` the adapter for the Amazon sample.
+
+Usage (from the repository root):
+  nice -n 15 .venv/bin/python benchmarks/bench_request_following.py \\
+      --ml-recommender runs/quickstart/recommender --a23-model runs/games-table6/models/tuned-XXXX
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from instructrec.candidates.base import Retriever, load_retriever
+from instructrec.data.dataset import Dataset
+from instructrec.data.split import leave_one_out
+from instructrec.eval.methods import parse_method
+from instructrec.eval.protocol import get_task
+from instructrec.eval.queries import query_provider
+from instructrec.eval.runner import (
+    RetrieverStore,
+    RunSettings,
+    fit_method_fusion,
+    make_context,
+    run_evaluation,
+    validation_candidates,
+)
+from instructrec.instructions.schema import Aspects
+from instructrec.model.backend import load_model
+from instructrec.recommender import Recommender, RecommenderSettings
+
+ROOT = Path(__file__).resolve().parents[1]
+log = logging.getLogger("bench_request_following")
+
+# (genre as the catalogue spells it, direct, everyday, indirect)
+MOVIELENS_REQUESTS = [
+    ("Action", "an action movie", "something with lots of explosions and fight scenes", "I need an adrenaline rush tonight"),
+    ("Adventure", "an adventure film", "a treasure hunt or an expedition story",
+     "something that takes me on a grand journey to far-off lands"),
+    ("Animation", "an animated film", "a cartoon", "something hand-drawn like the Disney classics"),
+    ("Children's", "a children's movie", "something to watch with my kids", "a film my six-year-old would enjoy"),
+    ("Comedy", "a comedy", "something funny", "I want to laugh until I cry"),
+    ("Crime", "a crime film", "a gangster movie", "a story about a bank robbery gone wrong"),
+    ("Documentary", "a documentary", "a non-fiction film about real events",
+     "I want to learn something true about the world"),
+    ("Drama", "a drama", "an emotional tearjerker", "a serious, character-driven story"),
+    ("Fantasy", "a fantasy film", "something with magic and wizards", "a tale of elves and enchanted kingdoms"),
+    ("Film-Noir", "a film noir", "a hard-boiled black-and-white detective story",
+     "shadowy 1940s crime with a femme fatale"),
+    ("Horror", "a horror movie", "a scary movie for halloween night", "something that will give me nightmares"),
+    ("Musical", "a musical", "a movie full of singing and dancing", "a Broadway show turned into a film"),
+    ("Mystery", "a mystery", "a whodunit", "a puzzle of a plot where I guess the culprit"),
+    ("Romance", "a romance", "a romantic movie for date night", "a love story"),
+    ("Sci-Fi", "a sci-fi film", "a science fiction movie about aliens", "something set on a spaceship in the far future"),
+    ("Thriller", "a thriller", "something suspenseful", "a film that keeps me on the edge of my seat"),
+    ("War", "a war movie", "a film about soldiers in world war ii", "a story of the battlefield and the men who fought"),
+    ("Western", "a western", "a cowboy movie", "gunfights in the wild west"),
+]
+AMAZON_REQUESTS = [
+    ("Pet Supplies", "pet supplies", "something for my dog", "my new kitten needs a few things"),
+    ("Automotive", "automotive parts", "something for my car", "accessories to keep my truck clean"),
+    ("Toys & Games", "toys and games", "a toy for my nephew", "a fun birthday present for a five-year-old"),
+    ("Cell Phones & Accessories", "cell phone accessories", "a case for my phone", "my charger broke, I need a new one"),
+    ("Musical Instruments", "musical instruments", "guitar strings", "gear for my band practice"),
+    ("Grocery", "groceries", "snacks for the office", "a good coffee to start my morning"),
+    ("Office Products", "office products", "pens and notebooks", "supplies to organise my desk at work"),
+    ("Video Games", "a video game", "something to play on my playstation", "a new game for game night with friends"),
+    ("Movies & TV", "movies and tv", "a tv series to binge", "something to watch tonight"),
+    ("Sports & Outdoors", "sports and outdoors gear", "camping equipment", "gear for my morning run"),
+    ("Arts, Crafts & Sewing", "arts and crafts supplies", "yarn for knitting", "supplies for a scrapbooking project"),
+    ("All Beauty", "beauty products", "makeup", "something to pamper my skin"),
+]
+PHRASINGS = ("direct", "everyday", "indirect")
+RETRIEVERS = ("popularity", "sasrec", "bm25", "dense", "hybrid")
+
+
+@dataclass
+class Request:
+    genre: str
+    text: str
+    phrasing: str
+
+
+def requests_of(table: list[tuple[str, str, str, str]]) -> list[Request]:
+    return [Request(genre, text, kind) for genre, *texts in table for text, kind in zip(texts, PHRASINGS, strict=True)]
+
+
+def _precision(items: list[int], genre: str, dataset: Dataset, k: int) -> float:
+    cats = dataset.items["categories"]
+    return sum(genre in set(cats.iloc[i]) for i in items[:k]) / k
+
+
+def _retriever_top(model: Retriever, hist: np.ndarray, text: str | None, k: int, user: int) -> list[int]:
+    if text is not None and model.uses_query:
+        scores = np.asarray(model.score([hist], None, [text], np.array([user]))[0], dtype=np.float64)
+    else:
+        scores = np.asarray(model.score([hist], None, None, np.array([user]))[0], dtype=np.float64)
+    scores[hist] = -np.inf
+    order = np.argsort(-scores, kind="stable")
+    return [int(i) for i in order[:k] if np.isfinite(scores[i])]
+
+
+def seeded_users(dataset: Dataset, n: int, seed: int) -> list[int]:
+    eligible = [u for u, seq in enumerate(dataset.sequences) if len(seq) >= 3]
+    return sorted(np.random.default_rng(seed).choice(eligible, size=min(n, len(eligible)), replace=False).tolist())
+
+
+def follow_requests(dataset: Dataset, requests: list[Request], users: list[int], method: str, k: int,
+                    retriever: Retriever | None = None, rec: Recommender | None = None) -> dict[str, Any]:
+    """Precision@k with and without the request for one method; for the recommender also the pool
+    mix, the share of answers that honour their constraints, and "nothing matches" answers."""
+    with_req, base, kinds = [], {}, {p: [] for p in PHRASINGS}
+    pool_share, honoured, answered_empty, lexicon_hit = [], [], 0, []
+    for u in users:
+        hist = dataset.sequences[u]
+        user_id = str(dataset.user_ids[u])
+        for req in requests:
+            if rec is not None:
+                result = rec.recommend(user_id=user_id, request=req.text, k=k)
+                top = [dataset._item_pos[it.item_id] for it in result.items]
+                if result.pool.get("size"):
+                    pool_share.append(result.pool["from_request"] / result.pool["size"])
+                answered_empty += result.nothing_matches
+                lexicon_hit.append(bool(result.constraints))
+                if result.constraints and top:
+                    c = rec.constraints([], req.text)
+                    honoured.append(bool(rec.catalogue.mask(c)[top].all()))
+            else:
+                assert retriever is not None
+                top = _retriever_top(retriever, hist, req.text, k, u)
+            p = _precision(top, req.genre, dataset, k)
+            with_req.append(p)
+            kinds[req.phrasing].append(p)
+        # the base rate: the same method for this user without a request, scored for every genre asked
+        if rec is not None:
+            top = [dataset._item_pos[it.item_id] for it in rec.recommend(user_id=user_id, k=k).items]
+        else:
+            top = _retriever_top(retriever, hist, None, k, u)  # type: ignore[arg-type]
+        base[u] = [_precision(top, req.genre, dataset, k) for req in requests]
+    out: dict[str, Any] = {
+        "precision_at_10": round(float(np.mean(with_req)), 4),
+        "precision_ci95": round(float(1.96 * np.std(with_req) / np.sqrt(len(with_req))), 4),
+        "base_rate": round(float(np.mean([p for v in base.values() for p in v])), 4),
+        "by_phrasing": {p: round(float(np.mean(v)), 4) for p, v in kinds.items()},
+    }
+    if rec is not None:
+        out.update({"pool_request_share": round(float(np.mean(pool_share)), 4) if pool_share else None,
+                    "constraints_read": round(float(np.mean(lexicon_hit)), 4),
+                    "constraints_honoured": round(float(np.mean(honoured)), 4) if honoured else None,
+                    "nothing_matches_answers": int(answered_empty)})
+        hits = [p for p, h in zip(with_req, lexicon_hit, strict=True) if h]
+        misses = [p for p, h in zip(with_req, lexicon_hit, strict=True) if not h]
+        out["precision_when_constraints_read"] = round(float(np.mean(hits)), 4) if hits else None
+        out["precision_when_none_read"] = round(float(np.mean(misses)), 4) if misses else None
+    return out
+
+
+def fit_weights(dataset: Dataset, split: Any, store: RetrieverStore, model: str, valid_users: int,
+                seed: int) -> dict[str, float]:
+    """LLM fusion weights of the recommender's signals (SASRec@history + hybrid@text), per task,
+    fitted on seeded validation users through the harness."""
+    method = parse_method(f"llm:{model}+sasrec@history+hybrid@text", "fused")
+    ctx = make_context(dataset, split, store, model)
+    weights = {}
+    for task_name in ("psearch-i2", "psearch-i1", "seqrec"):
+        task = get_task(task_name)
+        settings = RunSettings([method.text], task_name, "random:9", None, valid_users, seed)
+        valid = validation_candidates(settings, dataset, split, store, 10)
+        queries = query_provider(task.query, dataset, split, "teacher", seed, "valid")
+        weights[Aspects.parse(task.aspects).key()] = fit_method_fusion(method, ctx, task, valid, queries, seed)
+        log.info("%s: fusion weight %s", task_name, weights)
+    return weights
+
+
+def psearch(dataset: Dataset, split: Any, store: RetrieverStore, rec: Recommender, users: int,
+            seed: int) -> dict[str, float]:
+    """psearch-i2 HR@1 per method, every method on the same candidates (the harness)."""
+    ctx = make_context(dataset, split, store, None, rec)
+    settings = RunSettings([*RETRIEVERS, "recommender"], "psearch-i2", "random:9", users, 30, seed)
+    results, _ = run_evaluation(dataset, split, settings, store, ctx=ctx, progress=False)
+    return {r.method: round(float(r.summary["HR@1"]["mean"]), 4) for r in results}
+
+
+def run_dataset(name: str, dataset: Dataset, requests: list[Request], model: str, sasrec: Retriever | None,
+                work: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
+    started = time.monotonic()
+    split = leave_one_out(dataset)
+    store = RetrieverStore(dataset, split, work / "retrievers",
+                           {"sasrec": {"epochs": 30, "max_minutes": 2.0, "progress": False}})
+    if sasrec is not None:
+        store.preload("sasrec", sasrec)
+    fitted = {m: store(m) for m in RETRIEVERS}
+    weights = fit_weights(dataset, split, store, model, args.valid_users, args.seed)
+    rec_dir = work / "recommender"
+    Recommender(dataset, load_model(model, device="cpu"), fitted["sasrec"], fitted["hybrid"],
+                RecommenderSettings(n_candidates=20, fusion=weights, request_share=args.shares[0])).save(
+                    rec_dir, model_source=model)
+    rec = Recommender.load(rec_dir, device="cpu")  # what is measured is the saved recommender
+    users = seeded_users(dataset, args.users, args.seed)
+    hr1 = psearch(dataset, split, store, rec, args.psearch_users, args.seed)
+    rows = []
+    for method in RETRIEVERS:
+        got = follow_requests(dataset, requests, users, method, args.k, retriever=fitted[method])
+        rows.append({"dataset": name, "method": method, **got, "psearch_hr1": hr1[method],
+                     "requests": len(requests), "users": len(users)})
+        log.info("%s %s: %s", name, method, rows[-1])
+    for share in args.shares:
+        rec.settings.request_share = share
+        got = follow_requests(dataset, requests, users, "recommender", args.k, rec=rec)
+        rows.append({"dataset": name, "method": "recommender" if share == args.shares[0] else
+                     f"recommender@share={share}", **got, "psearch_hr1": hr1["recommender"],
+                     "requests": len(requests), "users": len(users), "request_share": share,
+                     "fusion": weights})
+        log.info("%s recommender share %.2f: %s", name, share, rows[-1])
+    for r in rows:
+        r["psearch_users"] = args.psearch_users
+        r["seconds_dataset"] = round(time.monotonic() - started, 1)
+    return rows
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """The RESULTS.md table of the rows (one line per dataset x method)."""
+    lines = ["| dataset | method | precision@10 (95% CI) | direct / everyday / indirect | base rate | psearch-i2 HR@1 "
+             "| requests x users |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ph = r["by_phrasing"]
+        lines.append(f"| {r['dataset']} | {r['method']} | {r['precision_at_10']:.3f} ±{r['precision_ci95']:.3f} | "
+                     f"{ph['direct']:.2f} / {ph['everyday']:.2f} / {ph['indirect']:.2f} | {r['base_rate']:.3f} | "
+                     f"{r['psearch_hr1']:.3f} ({r['psearch_users']} users) | {r['requests']} x {r['users']} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--ml-recommender", type=Path, default=ROOT / "runs/quickstart/recommender",
+                        help="saved recommender whose data, SASRec and tuned adapter the MovieLens part reuses")
+    parser.add_argument("--a23-data", type=Path, default=ROOT / "../shared/data/amazon-reviews-2023-sample")
+    parser.add_argument("--a23-model", default="default", help="model/adapter for the Amazon sample recommender")
+    parser.add_argument("--datasets", default="movielens-100k,amazon2023-sample")
+    parser.add_argument("--users", type=int, default=3, help="seeded users asking every request")
+    parser.add_argument("--psearch-users", type=int, default=60)
+    parser.add_argument("--valid-users", type=int, default=30, help="validation users for the fusion weights")
+    parser.add_argument("--shares", type=lambda s: [float(x) for x in s.split(",")], default=[0.5],
+                        help="request_share values for the recommender (the first is saved as its setting)")
+    parser.add_argument("--k", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work", type=Path, default=ROOT / "runs/bench-request-following")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/request-following.json")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    started = time.monotonic()
+    rows: list[dict[str, Any]] = []
+    names = [d.strip() for d in args.datasets.split(",")]
+    if "movielens-100k" in names:
+        ml = args.ml_recommender
+        rows += run_dataset("movielens-100k", Dataset.load(ml / "data"), requests_of(MOVIELENS_REQUESTS),
+                            str(ml / "model"), load_retriever(ml / "retriever"), args.work / "movielens-100k", args)
+    if "amazon2023-sample" in names:
+        from instructrec.data.loaders.amazon2023 import load_sample
+
+        rows += run_dataset("amazon2023-sample", load_sample(args.a23_data), requests_of(AMAZON_REQUESTS),
+                            args.a23_model, None, args.work / "amazon2023-sample", args)
+    record = {"rows": rows, "settings": {**{k: str(v) for k, v in vars(args).items()}},
+              "seconds": round(time.monotonic() - started, 1),
+              "requests": {"movielens-100k": [r.__dict__ for r in requests_of(MOVIELENS_REQUESTS)],
+                           "amazon2023-sample": [r.__dict__ for r in requests_of(AMAZON_REQUESTS)]}}
+    if args.out.exists():  # keep rows of datasets not run this time
+        old = json.loads(args.out.read_text())
+        record["rows"] = [r for r in old.get("rows", []) if r["dataset"] not in names] + rows
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(record, indent=2) + "\n")
+    print(markdown_table(record["rows"]))
+    print(f"wrote {args.out} ({len(rows)} rows, {record['seconds']} s)")
+
+
+if __name__ == "__main__":
+    main()
