@@ -78,19 +78,23 @@ def setup(n_cands: int):
 def flops(loaded, scorer, ins: str, cands: list[str], variant: str) -> tuple[int, int]:
     """Matmul FLOPs each method must do (2 * weights * tokens, LM head where it is computed);
     attention-score FLOPs are left out (small at these lengths), so the bound is optimistic."""
-    cfg = loaded.model.config
     prompt_tokens = len(scorer.encoder.prompt_ids(ins))
     answer_tokens = [len(scorer.encoder.answer_ids(c)) for c in cands]
-    embed = cfg.vocab_size * cfg.hidden_size
-    body = sum(p.numel() for p in loaded.model.parameters()) - embed * (1 if cfg.tie_word_embeddings else 2)
-    head = 2 * cfg.hidden_size * cfg.vocab_size
     if variant == "shared":  # prefix once (head at 1 position), candidates once (head where needed)
         tokens = prompt_tokens + sum(answer_tokens)
         head_positions = 1 + sum(a - 1 for a in answer_tokens)
     else:  # every candidate re-reads the prompt; the head runs at every position
         tokens = sum(prompt_tokens + a for a in answer_tokens)
         head_positions = tokens
-    return 2 * body * tokens + head * head_positions, prompt_tokens
+    return matmul_flops(loaded, tokens, head_positions), prompt_tokens
+
+
+def matmul_flops(loaded, tokens: int, head_positions: int) -> int:
+    """2 * body weights * tokens plus the LM head at `head_positions`."""
+    cfg = loaded.model.config
+    embed = cfg.vocab_size * cfg.hidden_size
+    body = sum(p.numel() for p in loaded.model.parameters()) - embed * (1 if cfg.tie_word_embeddings else 2)
+    return 2 * body * tokens + 2 * cfg.hidden_size * cfg.vocab_size * head_positions
 
 
 def scorer_fn(loaded, scorer, ins, cands, variant):
@@ -147,8 +151,25 @@ def shared_prefix_head(loaded: Any) -> tuple[RerankFn, None]:
     return (lambda ins, cands: scorer.score([ins], [list(cands)])[0]), None
 
 
-HEADS: dict[str, HeadFactory] = {"shared-prefix": shared_prefix_head}
-"""Ranking heads `--quick` can measure; a new head (e.g. listwise) adds itself here."""
+def listwise_head(loaded: Any) -> tuple[RerankFn, Callable[[str, Sequence[str]], int]]:
+    """The listwise head (`model.listwise`): the candidates listed under letters in the prompt, one
+    forward, the letters' logits at the answer position (the head runs at that position only)."""
+    from instructrec.instructions.render import LISTWISE_ANSWER_HINT, RenderSettings, format_candidates
+    from instructrec.model.listwise import ListwiseScorer
+
+    scorer = ListwiseScorer(loaded)
+
+    def text(ins: str, cands: Sequence[str]) -> str:
+        return f"{ins}{format_candidates(list(cands), RenderSettings(), 'letters')}\n{LISTWISE_ANSWER_HINT}"
+
+    def rerank(ins: str, cands: Sequence[str]) -> Any:
+        return scorer.score([text(ins, cands)], [list(cands)])[0]
+
+    return rerank, lambda ins, cands: matmul_flops(loaded, len(scorer.encoder.prompt_ids(text(ins, cands))), 1)
+
+
+HEADS: dict[str, HeadFactory] = {"shared-prefix": shared_prefix_head, "listwise": listwise_head}
+"""Ranking heads `--quick` can measure."""
 
 
 def _median_time(fn: Callable[[], Any], repeats: int) -> float:
