@@ -9,11 +9,9 @@ browser tests are, where Chromium is not installed.
 from __future__ import annotations
 
 import re
-import socket
-import threading
-import time
 
 import pytest
+from live_server import serve_in_thread
 from test_browser import ARTIFACTS, CHROMEDRIVER, CHROMIUM, _texts, _wait, browser  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.skipif(
@@ -24,8 +22,6 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def real_server_url(tmp_path_factory, movielens, tiny_llama_dir):
-    import uvicorn
-
     from instructrec.candidates.base import create_retriever
     from instructrec.candidates.popularity import Popularity
     from instructrec.model.backend import load_model
@@ -35,20 +31,8 @@ def real_server_url(tmp_path_factory, movielens, tiny_llama_dir):
     folder = Recommender(movielens, load_model(tiny_llama_dir, device="cpu"), Popularity().fit(movielens),
                          create_retriever("bm25").fit(movielens), RecommenderSettings(n_candidates=12)).save(
         tmp_path_factory.mktemp("browser-conv") / "recommender", model_source=tiny_llama_dir)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(create_app(lambda: load_recommender(folder)), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    with serve_in_thread(create_app(lambda: load_recommender(folder)), start_timeout=60) as url:
+        yield url
 
 
 def _years(reasons: list[str]) -> list[int]:
