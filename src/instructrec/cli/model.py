@@ -136,7 +136,7 @@ def score_cmd(
 ) -> None:
     """Rank candidate titles by their likelihood given an instruction."""
     from instructrec.model import load_model
-    from instructrec.model.options import CandidateScorer, ScoringSettings
+    from instructrec.model.scoring import CandidateScorer, ScoringSettings
 
     if (instruction is None) == (instruction_file is None):
         raise DataError("give exactly one of --instruction TEXT or --instruction-file FILE")
