@@ -115,6 +115,21 @@ def pct(values: list[float], q: float) -> float:
     return round(float(np.percentile(np.asarray(values) * 1000, q)), 2) if values else float("nan")
 
 
+
+def wait_healthy(url: str, child: subprocess.Popen, timeout_s: float, poll_s: float) -> float:
+    """Seconds until the server process `child` answers `/healthz` with 200; exits the benchmark
+    when it dies or `timeout_s` passes first."""
+    started = time.perf_counter()
+    while True:
+        try:
+            if httpx.get(url + "/healthz", timeout=5).status_code == 200:
+                return time.perf_counter() - started
+        except httpx.HTTPError:
+            pass
+        if child.poll() is not None or time.perf_counter() - started > timeout_s:
+            raise SystemExit("the server did not start")
+        time.sleep(poll_s)
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", help="saved recommender folder (default: the stub over MovieLens-100K)")
@@ -146,16 +161,7 @@ def main() -> None:
     try:
         rec = build_recommender(args.model)  # for the payloads and the in-process baseline
         bodies = payloads(rec, args.requests, args.seed)
-        deadline = time.perf_counter() + 600
-        while True:
-            try:
-                if httpx.get(url + "/healthz", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if child.poll() is not None or time.perf_counter() > deadline:
-                raise SystemExit("the server did not start")
-            time.sleep(0.2)
+        wait_healthy(url, child, 600, 0.2)
         if args.warmup:
             asyncio.run(load(url, payloads(rec, args.warmup, args.seed + 1), 2, 120))  # warm-up, not counted
         http = asyncio.run(load(url, bodies, args.concurrency, args.max_seconds))

@@ -37,6 +37,8 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+# a sibling script: `python benchmarks/bench_soak.py` puts benchmarks/ on the import path
+from bench_serve import wait_healthy
 
 REQUESTS = ["I want a star wars adventure", "something funny to watch with my kids", "a scary horror film for tonight",
             "I love old westerns", "a romantic comedy, nothing too long", "I'm into crime thrillers and film noir"]
@@ -209,17 +211,7 @@ def main() -> None:
     child = subprocess.Popen([sys.executable, __file__, "--serve-port", str(port), "--model", model], env=env)
     url = f"http://127.0.0.1:{port}"
     try:
-        started = time.perf_counter()
-        while True:
-            try:
-                if httpx.get(url + "/healthz", timeout=5).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if child.poll() is not None or time.perf_counter() - started > 600:
-                raise SystemExit("the server did not start")
-            time.sleep(0.5)
-        startup_s = time.perf_counter() - started
+        startup_s = wait_healthy(url, child, 600, 0.5)
         from instructrec.data import Dataset
 
         ds = Dataset.load(Path(model) / "data")

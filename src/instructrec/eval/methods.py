@@ -73,10 +73,7 @@ def parse_method(text: str, name: str | None = None) -> MethodSpec:
     if text == "recommender":
         return MethodSpec(text, label, recommender=True)
     head, *rest = text.split("+")
-    if head.startswith("llm") and "*" in head:
-        head, star, perms = head.partition("*")
-    else:
-        star, perms = "", ""
+    head, star, perms = head.partition("*") if head.startswith("llm") else (head, "", "")
     if head != "llm" and not head.startswith("llm:"):
         if rest or "@" in head:
             raise InstructRecError(f"cannot read method {text!r}: only an LLM method fuses retrievers; {usage}.")
