@@ -37,6 +37,7 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+
 # a sibling script: `python benchmarks/bench_soak.py` puts benchmarks/ on the import path
 from bench_serve import wait_healthy
 
