@@ -116,6 +116,15 @@ def test_mix_and_folder_guards(movielens, ml_teacher, tmp_path):
     with pytest.raises(InstructRecError, match="other files"):
         build_instructions(movielens, library, ml_teacher, None, "train", 1, tmp_path / "junk")
     assert (tmp_path / "junk" / "x.txt").read_text() == "mine"
+    # a build killed inside the atomic write of its first state file leaves only that temporary
+    # (of a process that is gone): the rerun builds, it is not "other files"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / "killed").mkdir()
+    (tmp_path / "killed" / f".build.json.tmp-{dead.pid}-0123abcd").write_text("{")
+    build_instructions(movielens, library, ml_teacher, None, "train", 1, tmp_path / "killed",
+                       BuildSettings(max_examples=300))
+    assert not list((tmp_path / "killed").glob(".build.json.tmp-*"))
 
 
 SCRIPT = textwrap.dedent("""

@@ -37,7 +37,7 @@ from typing import Literal
 import numpy as np
 
 from instructrec import distributed
-from instructrec.atomic import atomic_write
+from instructrec.atomic import atomic_write, remove_stale
 from instructrec.data.dataset import Dataset
 from instructrec.data.split import leave_one_out
 from instructrec.errors import InstructRecError
@@ -333,6 +333,7 @@ def _prepare(dataset: Dataset, templates: TemplateLibrary, mix: Mapping[str, flo
              overwrite: bool) -> tuple[list[np.ndarray], Plan]:
     """Check `out` (another build there is an error unless `overwrite`), write the build state, plan."""
     state_path = out / STATE
+    remove_stale(state_path)  # a build killed while writing its state leaves only that temporary
     if out.exists() and any(out.iterdir()):
         state = json.loads(state_path.read_text()) if state_path.exists() else None
         if state is None or (state.get("fingerprint") != fp and not overwrite):
