@@ -170,3 +170,50 @@ def test_note_role_in_methods():
     m = parse_method("llm:tuned+sasrec@note")
     assert m.fused == (("sasrec", "note"),) and not m.needs_fusion_weight
     assert parse_method("llm:tuned+sasrec@note+sasrec").needs_fusion_weight
+
+
+class _FirstBest(_Letters):
+    """Scores the first listed candidate highest (what a model tuned on ordered lists learns first)."""
+
+    def score(self, instructions, candidates, normalize=None):
+        return [-np.arange(len(c), dtype=float) for c in candidates]
+
+
+def test_order_lists_the_first_stage_favourite_first_in_training_and_serving(toy_dataset, toy_parts, tmp_path):
+    from instructrec.instructions.builder import BuildSettings, build_instructions, fingerprint
+    from instructrec.instructions.notes import CandidateNotes
+    from instructrec.instructions.render import RenderSettings
+    from instructrec.instructions.teachers.extractive import ExtractiveTeacher
+    from instructrec.instructions.templates import load_templates
+
+    _, _, _, pop, _ = toy_parts
+    order = CandidateNotes(pop, "popularity-test")
+    library = load_templates().select(["pref-rerank-history"])
+    teacher = ExtractiveTeacher().fit(toy_dataset)
+    render = RenderSettings(n_candidates=4, candidate_labels="letters")
+    ordered = BuildSettings(max_examples=12, render=render, order=order)
+    build_instructions(toy_dataset, library, teacher, None, "train", 0, tmp_path / "o", ordered)
+    assert fingerprint(toy_dataset, library, teacher, None, "train", 0, ordered) != fingerprint(
+        toy_dataset, library, teacher, None, "train", 0, BuildSettings(max_examples=12, render=render))
+    recs = load_instruction_records(tmp_path / "o")["train"]
+    titles = [str(t) for t in toy_dataset.titles]
+    index = {t: i for i, t in enumerate(titles)}
+    reranker = Reranker(toy_dataset, LLMScores(_FirstBest()), [(pop, "order")], settings=RerankSettings(history_items=20))
+    for rec in recs[:6]:
+        hist = np.asarray([toy_dataset.item_index(i) for i in rec["meta"]["history"]])
+        items = np.asarray([index[t] for t in rec["candidates"]])
+        counts = pop.score([hist], items[None, :], None)[0]
+        assert list(counts) == sorted(counts, reverse=True)  # listed by the first stage, favourite first
+        assert rec["target"] == "ABCD"[rec["target_index"]] and rec["candidates"][rec["target_index"]] == titles[
+            toy_dataset.item_index(rec["item_id"])]
+        shuffled = items[::-1].copy()  # served in another order: listed as in training all the same
+        served = reranker.score_batch([Query(hist, Aspects.parse(rec["aspects"]))], shuffled[None, :])
+        assert reranker.last_instructions[0] == rec["instruction"]
+        llm = dict(zip(served[0].items.tolist(), served[0].columns["llm"].tolist(), strict=True))
+        assert llm[int(items[0])] == 0 and llm[int(items[1])] == -1  # scores go back to their items
+        assert np.allclose(served[0].columns["retrieval"], 0)  # an order retriever is not fused
+    with pytest.raises(InstructRecError, match="permutation averaging"):
+        Reranker(toy_dataset, LLMScores(_FirstBest()), [(pop, "order")], settings=RerankSettings(permutations=2))
+    m = parse_method("llm:tuned+sasrec@order")
+    assert m.fused == (("sasrec", "order"),) and not m.needs_fusion_weight
+    assert parse_method("llm:tuned+sasrec@order+sasrec").needs_fusion_weight

@@ -14,8 +14,10 @@ Grammar of a method (CLI `--method`, recipe `methods:`):
 ROLE says what a retriever reads (`recommender.reranker.Role`): `history`, `text` (the task's query
 text only) or `auto` (default: the text where the task has one and the retriever reads text, else
 the history); `note` writes its ranks of the candidates into the LLM's instruction instead of
-fusing (for models tuned with `candidate_notes`), e.g. `llm:tuned-notes+sasrec@note`. Every LLM-based method runs through `recommender.reranker.Reranker`, the code that
-serves requests.
+fusing (for models tuned with `candidate_notes`), e.g. `llm:tuned-notes+sasrec@note`; `order`
+lists the candidates in its order, its favourite first (for models tuned with `candidate_order`),
+e.g. `llm:tuned-order+sasrec@order+sasrec`. Every LLM-based method runs through
+`recommender.reranker.Reranker`, the code that serves requests.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from instructrec.data.split import LeaveOneOutSplit
 from instructrec.errors import InstructRecError
 from instructrec.eval.protocol import RetrieverScorer, Scorer, Task
 
-ROLES = ("history", "text", "auto", "note")
+ROLES = ("history", "text", "auto", "note", "order")
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,7 @@ class MethodSpec:
 
     @property
     def needs_fusion_weight(self) -> bool:
-        return bool(self.llm is not None and any(role != "note" for _, role in self.fused))
+        return bool(self.llm is not None and any(role not in ("note", "order") for _, role in self.fused))
 
     @property
     def retrievers(self) -> list[str]:
@@ -66,7 +68,7 @@ def parse_method(text: str, name: str | None = None) -> MethodSpec:
     """Parse a method string; a malformed one is an error that shows the grammar."""
     text = text.strip()
     label = name or text
-    usage = ("write RETRIEVER, llm[:MODEL][*P], llm[:MODEL]+RETRIEVER[@history|@text|@auto|@note]... or recommender "
+    usage = ("write RETRIEVER, llm[:MODEL][*P], llm[:MODEL]+RETRIEVER[@history|@text|@auto|@note|@order]... or recommender "
              "(e.g. sasrec, llm, llm:runs/tuned+sasrec)")
     if not text:
         raise InstructRecError(f"empty method; {usage}.")

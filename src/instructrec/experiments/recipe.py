@@ -47,12 +47,16 @@ class InstructionsSpec:
     candidate_notes: str | None = None
     """A retriever (in `retrievers:` or by registry name) whose rank of each reranking candidate is
     written next to its title (`instructions.notes`); evaluate such a model with `+NAME@note`."""
+    candidate_order: str | None = None
+    """A retriever whose order lists each reranking instruction's candidates, its favourite first
+    (instead of shuffled); evaluate such a model with `+NAME@order`."""
 
     def hashed(self) -> dict[str, Any]:
         """The settings that identify the build; fields added later count only when set, so
         builds made before they existed keep their hash."""
         out = asdict(self)
-        for name, default in (("candidate_labels", "numbers"), ("history_items", 20), ("candidate_notes", None)):
+        for name, default in (("candidate_labels", "numbers"), ("history_items", 20), ("candidate_notes", None),
+                              ("candidate_order", None)):
             if out[name] == default:
                 del out[name]
         return out
@@ -127,6 +131,8 @@ class RecommenderSpec:
     """Pool size the LLM reranks per request."""
     notes: bool = False
     """Write the history retriever's ranks into the instruction (a model tuned with `candidate_notes`)."""
+    order: bool = False
+    """List the candidates in the history retriever's order (a model tuned with `candidate_order`)."""
 
 
 @dataclass

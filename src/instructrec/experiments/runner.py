@@ -165,23 +165,23 @@ class RecipeRun:
         settings = {**spec.hashed(), "seed": self.recipe.seed,
                     "template_files": {str(p): file_hash(p) for p in spec.templates}}
         deps: list[Stage | str] = [self.data]
-        if spec.candidate_notes:
-            deps.append(self.retrievers.stage(spec.candidate_notes))
+        for first_stage in dict.fromkeys(n for n in (spec.candidate_notes, spec.candidate_order) if n):
+            deps.append(self.retrievers.stage(first_stage))
         stage = self.stages.stage("instructions", name, settings, deps)
 
         def compute(path: Path) -> Path:
             from instructrec.instructions.notes import CandidateNotes
 
             library = load_templates(*spec.templates)
-            notes = None
-            if spec.candidate_notes:
-                retriever_stage = self.retrievers.stage(spec.candidate_notes)
-                notes = CandidateNotes(self.retrievers(spec.candidate_notes),
-                                       f"{spec.candidate_notes}-{retriever_stage.hash}")
+            def ranker(name: str | None) -> CandidateNotes | None:
+                return CandidateNotes(self.retrievers(name), f"{name}-{self.retrievers.stage(name).hash}") if name else None
+
+            notes, order = ranker(spec.candidate_notes), ranker(spec.candidate_order)
             for split, n in (("train", spec.train_examples), ("valid", spec.valid_examples)):
                 render = RenderSettings(history_items=spec.history_items, candidate_labels=spec.candidate_labels)
                 build_instructions(self.dataset, library, self.teacher, spec.mix, split, self.recipe.seed,
-                                   path / split, BuildSettings(max_examples=n, render=render, notes=notes))
+                                   path / split, BuildSettings(max_examples=n, render=render, notes=notes,
+                                                                          order=order))
             return path
 
         self._instructions[name] = (stage, self.stages.run(stage, compute, lambda p: p))
@@ -362,7 +362,7 @@ class RecipeRun:
             retriever = load_retriever(self.retrievers.stage(spec.retriever).path)
             text = load_retriever(self.retrievers.stage(spec.text_retriever).path) if spec.text_retriever else None
             rec = Recommender(self.dataset, load_model(model_path, device="cpu"), retriever, text,
-                              RecommenderSettings(n_candidates=spec.n_candidates, fusion=fusion, notes=spec.notes,
+                              RecommenderSettings(n_candidates=spec.n_candidates, fusion=fusion, notes=spec.notes, order=spec.order,
                                                   model="model" if trained else spec.model))
             return rec.save(path, model_source=model_path if trained else None)
 

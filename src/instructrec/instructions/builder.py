@@ -68,6 +68,9 @@ class BuildSettings:
     """Slot filling (history length and budget, number of candidates)."""
     notes: CandidateNotes | None = None
     """Annotate reranking candidates with a first stage's ranks (`instructions.notes`); None: titles only."""
+    order: CandidateNotes | None = None
+    """List reranking candidates in a first stage's order, its favourite first (`instructions.notes`,
+    `order` style); None: shuffled."""
 
 
 @dataclass
@@ -147,6 +150,8 @@ def fingerprint(dataset: Dataset, templates: TemplateLibrary, teacher: Teacher, 
     }
     if settings.notes is not None:  # only when set: builds made before notes existed keep their fingerprint
         parts["notes"] = settings.notes.key
+    if settings.order is not None:
+        parts["order"] = settings.order.key
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -215,6 +220,9 @@ class _ShardBuilder:
         if task is TaskForm.RERANKING:
             candidates = [target, *sample_negatives(len(titles), self.settings.render.n_candidates - 1, exclude, rng)]
             rng.shuffle(candidates)
+            if self.settings.order is not None:
+                order = self.settings.order.orders([history], np.asarray([candidates]), np.asarray([user]))[0]
+                candidates = [candidates[int(j)] for j in order]
             target_index = candidates.index(target)
         elif task is TaskForm.PAIRWISE:
             candidates = [target, sample_negatives(len(titles), 1, exclude, rng)[0]]

@@ -10,6 +10,11 @@ history the instruction shows, so it is the same whatever order the candidates a
 ONE writer serves both sides: the instruction builder annotates training candidates with it and
 the reranker (`recommender.reranker`, retriever role `note`) annotates served ones.
 
+The `order` style carries the same ranks without text: the candidates are listed best first by
+the first stage (builder `BuildSettings.order`, reranker role `order`). A note written as text
+must be found and copied by the model (its letter ~20 tokens before "rank 1"); listed first, the
+favourite's letter is always `A`: measured in RESULTS.md (issue 15).
+
 A first stage fitted on the training sequences has seen the training examples' targets: their
 ranks are better than it gives on held-out items, so a model tuned on them may trust the note
 more than it should. Measured, not corrected (RESULTS.md).
@@ -36,17 +41,32 @@ class CandidateNotes:
     """Identifies the retriever's fit (e.g. `sasrec-<stage hash>`): part of instruction build
     fingerprints, so notes from another first stage never mix into a build."""
 
+    def _scores(self, histories: Sequence[np.ndarray], candidates: np.ndarray,
+                users: np.ndarray | None) -> np.ndarray:
+        kwargs = {"users": np.asarray(users, dtype=np.int64)} if users is not None else {}
+        scores = np.asarray(self.retriever.score(list(histories), candidates, None, **kwargs), dtype=np.float64)
+        return np.where(np.isfinite(scores), scores, -np.inf)
+
     def ranks(self, histories: Sequence[np.ndarray], candidates: np.ndarray,
               users: np.ndarray | None = None) -> np.ndarray:
         """(n, C) 1-based ranks of the candidates by the retriever's score (ties: listed order)."""
         candidates = np.asarray(candidates, dtype=np.int64)
-        kwargs = {"users": np.asarray(users, dtype=np.int64)} if users is not None else {}
-        scores = np.asarray(self.retriever.score(list(histories), candidates, None, **kwargs), dtype=np.float64)
-        scores = np.where(np.isfinite(scores), scores, -np.inf)
-        order = np.argsort(-scores, axis=1, kind="stable")
+        order = np.argsort(-self._scores(histories, candidates, users), axis=1, kind="stable")
         ranks = np.empty_like(order)
         np.put_along_axis(ranks, order, np.arange(1, candidates.shape[1] + 1)[None, :].repeat(len(order), 0), 1)
         return ranks
+
+    def orders(self, histories: Sequence[np.ndarray], candidates: np.ndarray,
+               users: np.ndarray | None = None) -> np.ndarray:
+        """(n, C) positions into each row's candidates, the first stage's favourite first: the order
+        to list them in (`order` style: LlamaRec lists the retriever's candidates in its order, so a
+        small model reads the collaborative signal as a position prior it learns in few steps).
+        Ties go to the smaller item index, so training and serving list tied items alike whatever
+        order the candidates came in."""
+        candidates = np.asarray(candidates, dtype=np.int64)
+        scores = self._scores(histories, candidates, users)
+        return np.stack([np.lexsort((row_items, -row)) for row, row_items in zip(scores, candidates, strict=True)]
+                        ) if len(candidates) else np.zeros(candidates.shape, dtype=np.int64)
 
     def __call__(self, histories: Sequence[np.ndarray], candidates: np.ndarray,
                  users: np.ndarray | None = None) -> list[list[str]]:

@@ -78,6 +78,9 @@ class RecommenderSettings:
     notes: bool = False
     """Write the history retriever's rank of each candidate into the instruction (for a model tuned
     with candidate notes, `instructions.notes`)."""
+    order: bool = False
+    """List the candidates in the history retriever's order, its favourite first (for a model tuned
+    with `candidate_order`)."""
     version: int = FORMAT_VERSION
 
 
@@ -116,6 +119,8 @@ class Recommender:
         retrievers = [(retriever, "history")] + ([(text_retriever, "text")] if text_retriever is not None else [])
         if self.settings.notes:
             retrievers.append((retriever, "note"))
+        if self.settings.order:
+            retrievers.append((retriever, "order"))
         self.reranker = Reranker(dataset, LLMScores(self.scorer, self.settings.normalize, memo_size=1024),
                                  retrievers, self.renderer,  # type: ignore[arg-type]
                                  RerankSettings(self.settings.history_items, dict(self.settings.fusion)))

@@ -37,11 +37,16 @@ from instructrec.recommender.routing import fit_to_slot
 
 log = logging.getLogger(__name__)
 
-Role = Literal["history", "text", "auto", "note"]
+Role = Literal["history", "text", "auto", "note", "order"]
 """How a retriever reads a query: `history` (its items; skipped for an empty history), `text`
 (the request text; skipped without one) or `auto` (the text where there is one, else the history);
 `note`: not fused, its ranks of the candidates from the history are written into the LLM's
-instruction (`instructions.notes`; for models tuned on such notes)."""
+instruction (`instructions.notes`; for models tuned on such notes); `order`: not fused, the
+candidates are listed in its order, its favourite first (for models tuned with `candidate_order`).
+"""
+
+NOT_FUSED = ("note", "order")
+"""Roles that shape the instruction instead of adding a score."""
 
 
 @dataclass(frozen=True)
@@ -191,14 +196,25 @@ class Reranker:
         self.retrievers = list(retrievers)
         self.renderer = renderer or Renderer(dataset)
         self.settings = settings or RerankSettings()
+        if self.settings.permutations > 1 and any(role == "order" for _, role in self.retrievers):
+            raise InstructRecError("a retriever with the role `order` fixes the candidates' order: "
+                                   "permutation averaging (*P) does not apply; drop one of them.")
 
     # -- the parts ---------------------------------------------------------------------------
     @property
     def notes(self) -> CandidateNotes | None:
         """The note writer of the `note` retriever, if there is one."""
-        found = [r for r, role in self.retrievers if role == "note"]
+        return self._writer("note")
+
+    @property
+    def order(self) -> CandidateNotes | None:
+        """The ranker of the `order` retriever (the listed order of the candidates), if there is one."""
+        return self._writer("order")
+
+    def _writer(self, role: str) -> CandidateNotes | None:
+        found = [r for r, r_role in self.retrievers if r_role == role]
         if len(found) > 1:
-            raise InstructRecError("one retriever at most can write notes (role `note`).")
+            raise InstructRecError(f"one retriever at most can take the role `{role}`.")
         return CandidateNotes(found[0], "served") if found else None
 
     def shown_history(self, query: Query) -> np.ndarray:
@@ -226,7 +242,7 @@ class Reranker:
         total = np.zeros(candidates.shape, dtype=np.float64)
         users = np.asarray([q.user for q in queries], dtype=np.int64)
         for retriever, role in self.retrievers:
-            if role == "note":
+            if role in NOT_FUSED:
                 continue
             texts = [q.text if role != "history" else None for q in queries]
             by_text = np.asarray([t is not None for t in texts])
@@ -246,15 +262,20 @@ class Reranker:
         if self.llm is None:
             return out, texts
         rows = [i for i, q in enumerate(queries) if q.readable]
-        writer = self.notes
-        notes = None
-        if writer is not None and rows:  # a note stays with its item in every order
-            notes = dict(zip(rows, writer([self.shown_history(queries[i]) for i in rows], candidates[rows],
-                                          np.asarray([queries[i].user for i in rows])), strict=True))
+        writer, ranker = self.notes, self.order
+        notes = orders = None
+        if rows:
+            histories = [self.shown_history(queries[i]) for i in rows]
+            users = np.asarray([queries[i].user for i in rows])
+            if writer is not None:  # a note stays with its item in every order
+                notes = dict(zip(rows, writer(histories, candidates[rows], users), strict=True))
+            if ranker is not None:
+                orders = dict(zip(rows, ranker.orders(histories, candidates[rows], users), strict=True))
         shown: list[tuple[int, np.ndarray]] = []  # (row, order) per instruction scored
         prompts: list[str] = []
         for i in rows:
-            for order in candidate_orders(candidates[i], self.settings.permutations):
+            row_orders = [orders[i]] if orders is not None else candidate_orders(candidates[i], self.settings.permutations)
+            for order in row_orders:
                 shown.append((i, order))
                 row_notes = [notes[i][j] for j in order] if notes is not None else None
                 prompts.append(self.instruction(queries[i], candidates[i][order], row_notes).text)
