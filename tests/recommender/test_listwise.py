@@ -217,3 +217,34 @@ def test_order_lists_the_first_stage_favourite_first_in_training_and_serving(toy
     m = parse_method("llm:tuned+sasrec@order")
     assert m.fused == (("sasrec", "order"),) and not m.needs_fusion_weight
     assert parse_method("llm:tuned+sasrec@order+sasrec").needs_fusion_weight
+
+
+def test_a_model_tuned_with_the_first_stage_input_records_it_and_demands_it(toy_dataset, toy_parts, tmp_path):
+    """The builder marks ordered records, training records `collaborative` in instructrec.json,
+    and a reranker without the `order` role refuses the model instead of silently shuffling."""
+    from instructrec.instructions.builder import BuildSettings, build_instructions
+    from instructrec.instructions.notes import CandidateNotes
+    from instructrec.instructions.render import RenderSettings
+    from instructrec.instructions.teachers.extractive import ExtractiveTeacher
+    from instructrec.instructions.templates import load_templates
+    from instructrec.model.tiny import build_tiny_causal
+    from instructrec.training.trainer import TrainSettings, train
+
+    _, _, _, pop, _ = toy_parts
+    render = RenderSettings(n_candidates=4, candidate_labels="letters")
+    build_instructions(toy_dataset, load_templates().select(["pref-rerank-history"]), ExtractiveTeacher().fit(toy_dataset),
+                       None, "train", 0, tmp_path / "data", BuildSettings(max_examples=16, render=render,
+                                                                          order=CandidateNotes(pop, "pop")))
+    recs = load_instruction_records(tmp_path / "data")["train"]
+    assert all(r["collaborative"] == ["order"] for r in recs)
+    corpus = [str(t) for t in toy_dataset.titles] + [r["instruction"] for r in recs]
+    base = build_tiny_causal(tmp_path / "tiny", corpus, vocab_size=600, hidden=64, seed=0)
+    train(str(base), tmp_path / "data", TrainSettings(out_dir=str(tmp_path / "out"), lora=False,
+                                                                max_steps=2, batch_size=4, logging_steps=1))
+    assert json.loads((tmp_path / "out" / "instructrec.json").read_text())["collaborative"] == ["order"]
+    loaded = load_model(str(tmp_path / "out"), device="cpu")
+    assert loaded.collaborative == ("order",) and loaded.head == "listwise"
+    scores = LLMScores(make_scorer(loaded))
+    with pytest.raises(InstructRecError, match=r"\+RETRIEVER@order"):
+        Reranker(toy_dataset, scores, [(pop, "history")])
+    Reranker(toy_dataset, scores, [(pop, "order")])  # given the order it was tuned with: fine

@@ -198,8 +198,15 @@ class _ShardBuilder:
             record = self.example(template, user, target, history, texts, rng).to_record()
             if self.listwise(template):
                 record["candidate_labels"] = "letters"  # training reads the answer as a choice
+            if template.aspects.task is TaskForm.RERANKING and self.collaborative:
+                record["collaborative"] = list(self.collaborative)  # the model records what it was tuned with
             records.append({"id": f"{self.split}-{j}", **record})
         return records
+
+    @property
+    def collaborative(self) -> tuple[str, ...]:
+        """The first-stage input of reranking instructions: `notes` and/or `order`."""
+        return tuple(n for n, s in (("notes", self.settings.notes), ("order", self.settings.order)) if s is not None)
 
     def listwise(self, template: Template) -> bool:
         """Whether this template's examples are listwise: letter-labelled candidates, letter answer."""

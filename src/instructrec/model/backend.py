@@ -56,6 +56,11 @@ class LoadedModel:
     head: str = "title"
     """The ranking head it was trained for (`instructrec.json`): `title` (the paper's title
     likelihood; base models) or `listwise` (letter logits, `model.listwise`)."""
+    collaborative: tuple[str, ...] = ()
+    """The first-stage input its instructions were built with (`instructrec.json`): `notes` (ranks
+    written next to the candidates) and/or `order` (candidates listed in the first stage's order).
+    A reranker must give the same (`+RETRIEVER@note`, `@order`), or the model reads lists unlike
+    the ones it was tuned on."""
 
 
 def hub_is_offline() -> bool:
@@ -112,8 +117,10 @@ def _auto_class(kind: ModelKind) -> Any:
     return AutoModelForSeq2SeqLM if kind == "seq2seq" else AutoModelForCausalLM
 
 
-def _finish(model: Any, tokenizer: Any, kind: ModelKind, name: str, device: str, head: str = "title") -> LoadedModel:
-    """Check the tokenizer fits the model, set a pad token, move to the device, eval mode."""
+def _finish(model: Any, tokenizer: Any, kind: ModelKind, name: str, device: str,
+            meta: dict[str, Any] | None = None) -> LoadedModel:
+    """Check the tokenizer fits the model, set a pad token, move to the device, eval mode; `meta`
+    (`instructrec.json`) gives what it was trained for."""
     vocab = model.get_input_embeddings().num_embeddings
     if len(tokenizer) > vocab:
         raise ModelError(
@@ -126,7 +133,9 @@ def _finish(model: Any, tokenizer: Any, kind: ModelKind, name: str, device: str,
         tokenizer.pad_token = tokenizer.eos_token
     model.to(device)
     model.eval()
-    return LoadedModel(model=model, tokenizer=tokenizer, kind=kind, name=name, head=head)
+    meta = meta or {}
+    return LoadedModel(model=model, tokenizer=tokenizer, kind=kind, name=name, head=meta.get("head", "title"),
+                       collaborative=tuple(meta.get("collaborative", ())))
 
 
 def load_gguf(path: Path, dtype: torch.dtype | None = None) -> tuple[Any, Any]:
@@ -249,9 +258,8 @@ def _load_adapter(folder: Path, kind: ModelKind | None, dtype: torch.dtype, devi
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    head = meta.get("head", "title")  # the ranking head the adapter was trained for
     if merge and _merge_lora(base.model, folder, cfg):
-        return _finish(base.model, tokenizer, base.kind, str(folder), device, head)
+        return _finish(base.model, tokenizer, base.kind, str(folder), device, meta)
     from peft import PeftModel
 
     try:
@@ -263,7 +271,7 @@ def _load_adapter(folder: Path, kind: ModelKind | None, dtype: torch.dtype, devi
         ) from exc
     if merge:
         model = model.merge_and_unload()
-    return _finish(model, tokenizer, base.kind, str(folder), device, head)
+    return _finish(model, tokenizer, base.kind, str(folder), device, meta)
 
 
 def dtype_name(dtype: torch.dtype) -> DType:
@@ -314,7 +322,7 @@ def load_model(
                 "model folder, a training output, a .gguf file, a hub id or 'default'"
             )
         model, tokenizer, detected = _load_folder(path, kind, torch_dtype)
-        return _finish(model, tokenizer, detected, spec_str, device, _read_meta(path).get("head", "title"))
+        return _finish(model, tokenizer, detected, spec_str, device, _read_meta(path))
     if isinstance(spec, Path) or _looks_like_path(spec_str):
         raise ModelError(f"model path {path} does not exist; check the path or use --model default")
     return _load_hub(spec_str, kind, torch_dtype, device)

@@ -47,6 +47,8 @@ candidates are listed in its order, its favourite first (for models tuned with `
 
 NOT_FUSED = ("note", "order")
 """Roles that shape the instruction instead of adding a score."""
+COLLABORATIVE_ROLE = {"notes": "note", "order": "order"}
+"""The role that gives a model the first-stage input it was tuned with (`LoadedModel.collaborative`)."""
 
 
 @dataclass(frozen=True)
@@ -196,6 +198,14 @@ class Reranker:
         self.retrievers = list(retrievers)
         self.renderer = renderer or Renderer(dataset)
         self.settings = settings or RerankSettings()
+        loaded = getattr(getattr(llm, "scorer", None), "loaded", None)
+        missing = [need for need in getattr(loaded, "collaborative", ())
+                   if not any(role == COLLABORATIVE_ROLE[need] for _, role in self.retrievers)]
+        if missing:
+            raise InstructRecError(
+                f"the model {loaded.name} was tuned on instructions with the first stage's {' and '.join(missing)}; "
+                "rerank with the same: add " + " and ".join(f"+RETRIEVER@{COLLABORATIVE_ROLE[m]}" for m in missing)
+                + " (e.g. llm:MODEL+sasrec@" + COLLABORATIVE_ROLE[missing[0]] + "; a recommender: notes/order settings).")
         if self.settings.permutations > 1 and any(role == "order" for _, role in self.retrievers):
             raise InstructRecError("a retriever with the role `order` fixes the candidates' order: "
                                    "permutation averaging (*P) does not apply; drop one of them.")

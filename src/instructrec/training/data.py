@@ -92,6 +92,12 @@ def records_head(records: list[dict[str, Any]]) -> str:
     return "listwise" if any(is_listwise(r) for r in records) else "title"
 
 
+def records_collaborative(records: list[dict[str, Any]]) -> tuple[str, ...]:
+    """The first-stage input the records' instructions carry (`collaborative` of the builder's
+    records: `notes`, `order`), sorted."""
+    return tuple(sorted({c for r in records for c in (r.get("collaborative") or ())}))
+
+
 def tokenize_records(records: list[dict[str, Any]], encoder: PromptEncoder) -> list[dict[str, Any]]:
     """Features for training: `input_ids`, `labels` (-100 on the prompt for causal models) and
     `length` (for length-grouped batching). Listwise records also get `choices`, the token ids of

@@ -27,6 +27,7 @@ from instructrec.training.collate import InstructionCollator
 from instructrec.training.data import (
     is_listwise,
     load_instruction_records,
+    records_collaborative,
     records_head,
     reranking_records,
     tokenize_records,
@@ -169,7 +170,7 @@ def train(
         logged = best_eval_metrics(trainer.state.log_history, trainer.state.best_model_checkpoint)
         metrics.update(logged if logged is not None else trainer.evaluate())
     if trainer.is_world_process_zero():
-        save_output(trainer, model_spec, loaded, settings, metric, head)
+        save_output(trainer, model_spec, loaded, settings, metric, head, records_collaborative(train_recs))
     return TrainResult(
         out_dir=str(Path(settings.out_dir)),
         global_step=trainer.state.global_step,
