@@ -4,7 +4,7 @@
         --recipe benchmarks/recipes/games-table6.yaml --out benchmarks/results/games-table6-300u.json
 
 Each row: experiment, method, method_spec, llm_input (`none`: no LLM; `text`: the LLM sees titles
-and request only; `collaborative`: the LLM also reads a first stage's ranks in its prompt;
+and request only; `collaborative`: the LLM also reads a first stage's ranks or order in its prompt;
 `fused`: LLM scores mixed with retrievers' after scoring), users, hr1, hr1_ci (95% half-width),
 ndcg5, mrr, hr10 and ndcg10 (lists of more than 10 candidates), fusion_weight, recipe; plus the
 run's paired differences.
@@ -22,7 +22,7 @@ from instructrec.eval.methods import parse_method
 
 def llm_input(spec: str) -> str:
     method = parse_method(spec)
-    if any(role == "note" for _, role in method.fused):
+    if any(role in ("note", "order") for _, role in method.fused):
         return "collaborative"
     if method.recommender or method.needs_fusion_weight:
         return "fused"
@@ -68,11 +68,19 @@ def main() -> None:
 
 
 def merge(old: dict, new: dict) -> dict:
-    """`new`'s rows and paired differences, plus `old`'s for experiments `new` did not run."""
-    ran = {r["experiment"] for r in new["rows"]}
+    """`new`'s rows and paired differences, plus `old`'s that `new` did not measure again (a row is
+    one method of one experiment; a paired difference one pair of one experiment)."""
+    def row_key(r: dict) -> tuple:
+        return r["experiment"], r["method"]
+
+    def pair_key(p: dict) -> tuple:
+        return p["experiment"], p.get("a"), p.get("b")
+
+    rows = {row_key(r) for r in new["rows"]}
+    pairs = {pair_key(p) for p in new["paired"]}
     notes = [n for n in (old.get("note", ""), new.get("note", "")) if n]
-    return {"rows": [r for r in old["rows"] if r["experiment"] not in ran] + new["rows"],
-            "paired": [p for p in old.get("paired", []) if p["experiment"] not in ran] + new["paired"],
+    return {"rows": [r for r in old["rows"] if row_key(r) not in rows] + new["rows"],
+            "paired": [p for p in old.get("paired", []) if pair_key(p) not in pairs] + new["paired"],
             "stage_seconds": {**old.get("stage_seconds", {}), **new["stage_seconds"]},
             "seconds": old.get("seconds", 0) + new["seconds"], "note": " | ".join(dict.fromkeys(notes))}
 
