@@ -117,14 +117,28 @@ def test_permutations_setting_and_method_grammar():
 
 
 # -- collaborative notes: a first stage's ranks written next to the candidates ------------------
-def test_notes_are_the_first_stage_ranks_and_the_same_in_training_and_serving(toy_dataset, toy_parts, tmp_path):
-    import re
-
+def _build_with(toy_dataset, out, max_examples=12, **first_stage):
+    """Letter-labelled P1,I0,T3 instructions built with `first_stage` (`notes=` / `order=`); returns
+    their train records, and asserts the first-stage input changes the build's fingerprint."""
     from instructrec.instructions.builder import BuildSettings, build_instructions, fingerprint
-    from instructrec.instructions.notes import CandidateNotes
     from instructrec.instructions.render import RenderSettings
     from instructrec.instructions.teachers.extractive import ExtractiveTeacher
     from instructrec.instructions.templates import load_templates
+
+    library = load_templates().select(["pref-rerank-history"])  # the template the reranker picks for P1,I0,T3
+    teacher = ExtractiveTeacher().fit(toy_dataset)
+    render = RenderSettings(n_candidates=4, candidate_labels="letters")
+    settings = BuildSettings(max_examples=max_examples, render=render, **first_stage)
+    build_instructions(toy_dataset, library, teacher, None, "train", 0, out, settings)
+    assert fingerprint(toy_dataset, library, teacher, None, "train", 0, settings) != fingerprint(
+        toy_dataset, library, teacher, None, "train", 0, BuildSettings(max_examples=max_examples, render=render))
+    return load_instruction_records(out)["train"]
+
+
+def test_notes_are_the_first_stage_ranks_and_the_same_in_training_and_serving(toy_dataset, toy_parts, tmp_path):
+    import re
+
+    from instructrec.instructions.notes import CandidateNotes
 
     _, _, _, pop, _ = toy_parts
     notes = CandidateNotes(pop, "popularity-test")
@@ -133,14 +147,7 @@ def test_notes_are_the_first_stage_ranks_and_the_same_in_training_and_serving(to
     counts = pop.score([np.asarray([0, 1])], cands, None)[0]
     assert sorted(ranks.tolist()) == [1, 2, 3, 4] and ranks[int(np.argmax(counts))] == 1
 
-    library = load_templates().select(["pref-rerank-history"])  # the template the reranker picks for P1,I0,T3
-    teacher = ExtractiveTeacher().fit(toy_dataset)
-    render = RenderSettings(n_candidates=4, candidate_labels="letters")
-    with_notes = BuildSettings(max_examples=12, render=render, notes=notes)
-    build_instructions(toy_dataset, library, teacher, None, "train", 0, tmp_path / "b", with_notes)
-    assert fingerprint(toy_dataset, library, teacher, None, "train", 0, with_notes) != fingerprint(
-        toy_dataset, library, teacher, None, "train", 0, BuildSettings(max_examples=12, render=render))
-    recs = load_instruction_records(tmp_path / "b")["train"]
+    recs = _build_with(toy_dataset, tmp_path / "b", notes=notes)
     titles = [str(t) for t in toy_dataset.titles]
     index = {t: i for i, t in enumerate(titles)}
     reranker = Reranker(toy_dataset, LLMScores(_Letters()), [(pop, "note")],
@@ -180,22 +187,10 @@ class _FirstBest(_Letters):
 
 
 def test_order_lists_the_first_stage_favourite_first_in_training_and_serving(toy_dataset, toy_parts, tmp_path):
-    from instructrec.instructions.builder import BuildSettings, build_instructions, fingerprint
     from instructrec.instructions.notes import CandidateNotes
-    from instructrec.instructions.render import RenderSettings
-    from instructrec.instructions.teachers.extractive import ExtractiveTeacher
-    from instructrec.instructions.templates import load_templates
 
     _, _, _, pop, _ = toy_parts
-    order = CandidateNotes(pop, "popularity-test")
-    library = load_templates().select(["pref-rerank-history"])
-    teacher = ExtractiveTeacher().fit(toy_dataset)
-    render = RenderSettings(n_candidates=4, candidate_labels="letters")
-    ordered = BuildSettings(max_examples=12, render=render, order=order)
-    build_instructions(toy_dataset, library, teacher, None, "train", 0, tmp_path / "o", ordered)
-    assert fingerprint(toy_dataset, library, teacher, None, "train", 0, ordered) != fingerprint(
-        toy_dataset, library, teacher, None, "train", 0, BuildSettings(max_examples=12, render=render))
-    recs = load_instruction_records(tmp_path / "o")["train"]
+    recs = _build_with(toy_dataset, tmp_path / "o", order=CandidateNotes(pop, "popularity-test"))
     titles = [str(t) for t in toy_dataset.titles]
     index = {t: i for i, t in enumerate(titles)}
     reranker = Reranker(toy_dataset, LLMScores(_FirstBest()), [(pop, "order")], settings=RerankSettings(history_items=20))
@@ -222,20 +217,12 @@ def test_order_lists_the_first_stage_favourite_first_in_training_and_serving(toy
 def test_a_model_tuned_with_the_first_stage_input_records_it_and_demands_it(toy_dataset, toy_parts, tmp_path):
     """The builder marks ordered records, training records `collaborative` in instructrec.json,
     and a reranker without the `order` role refuses the model instead of silently shuffling."""
-    from instructrec.instructions.builder import BuildSettings, build_instructions
     from instructrec.instructions.notes import CandidateNotes
-    from instructrec.instructions.render import RenderSettings
-    from instructrec.instructions.teachers.extractive import ExtractiveTeacher
-    from instructrec.instructions.templates import load_templates
     from instructrec.model.tiny import build_tiny_causal
     from instructrec.training.trainer import TrainSettings, train
 
     _, _, _, pop, _ = toy_parts
-    render = RenderSettings(n_candidates=4, candidate_labels="letters")
-    build_instructions(toy_dataset, load_templates().select(["pref-rerank-history"]), ExtractiveTeacher().fit(toy_dataset),
-                       None, "train", 0, tmp_path / "data", BuildSettings(max_examples=16, render=render,
-                                                                          order=CandidateNotes(pop, "pop")))
-    recs = load_instruction_records(tmp_path / "data")["train"]
+    recs = _build_with(toy_dataset, tmp_path / "data", max_examples=16, order=CandidateNotes(pop, "pop"))
     assert all(r["collaborative"] == ["order"] for r in recs)
     corpus = [str(t) for t in toy_dataset.titles] + [r["instruction"] for r in recs]
     base = build_tiny_causal(tmp_path / "tiny", corpus, vocab_size=600, hidden=64, seed=0)
