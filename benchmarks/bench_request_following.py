@@ -124,7 +124,7 @@ AMAZON_CONSTRAINT_REQUESTS = [
     ("something to play on my Nintendo Switch", "Video Games", "title names the Switch", _T(r"switch")),
     ("an Xbox One controller", None, "title names the Xbox One", _T(r"xbox\s*one")),
     ("a game for the Wii U", None, "title names the Wii U", _T(r"wii\s*u\b")),
-    ("a PS Vita game", None, "title names the PS Vita", _T(r"vita\b")),
+    ("a PS Vita game", None, "title names the PS Vita", _T(r"(?:ps|playstation)\s*vita")),  # "vita" alone: vitamins
     ("a phone case for my iPhone", "Cell Phones & Accessories", "title names the iPhone", _T(r"iphone")),
     ("guitar strings under $10", "Musical Instruments", "price <= $10", _price(hi=10)),
     ("a good coffee under $20", "Grocery", "price <= $20", _price(hi=20)),
@@ -259,7 +259,8 @@ def follow_constraints(dataset: Dataset, cases: list[tuple[str, str | None, str,
 
 
 def share_sweep(name: str, dataset: Dataset, requests: list[Request], rec: Recommender, shares: list[float],
-                users: list[int], personal_users: list[int], k: int, psearch_hr1: float) -> list[dict[str, Any]]:
+                users: list[int], personal_users: list[int], k: int, psearch_hr1: float,
+                emit: Any = None) -> list[dict[str, Any]]:
     """The pool rule measured on validation-style users (none of the benchmark's test users):
     per `request_share`, precision@k on the requests, and `personal_hr10`: with the history cut
     before each user's validation item and the request naming that item's category (the catalogue's
@@ -283,12 +284,111 @@ def share_sweep(name: str, dataset: Dataset, requests: list[Request], rec: Recom
             hits.append(str(dataset.item_ids[target]) in {it.item_id for it in result.items})
             if result.pool.get("size"):
                 pool_share.append(result.pool["from_request"] / result.pool["size"])
-        out.append({"dataset": name, "request_share": share, "precision_at_10": got["precision_at_10"],
+        out.append({"dataset": name, "stage": "recommender", "request_share": share,
+                    "precision_at_10": got["precision_at_10"],
                     "by_phrasing": got["by_phrasing"], "personal_hr10": round(float(np.mean(hits)), 4) if hits else None,
                     "personal_users": len(hits), "pool_request_share": got["pool_request_share"],
                     "psearch_hr1": psearch_hr1, "requests": len(requests), "users": len(users),
                     "seconds": round(time.monotonic() - started, 1)})
         log.info("%s sweep: %s", name, out[-1])
+        if emit is not None:
+            emit(out)
+    return out
+
+
+def _memo(score: Any) -> Any:
+    cache: dict[Any, Any] = {}
+
+    def memo(histories: Any, candidates: Any = None, queries: Any = None, users: Any = None) -> Any:
+        if candidates is not None or len(histories) != 1:
+            return score(histories, candidates, queries, users)
+        key = (tuple(int(i) for i in histories[0]), tuple(queries) if queries is not None else None,
+               tuple(int(u) for u in users) if users is not None else None)
+        if key not in cache:
+            cache[key] = score(histories, candidates, queries, users)
+        return cache[key]
+    return memo
+
+
+def constraints_only(args: argparse.Namespace) -> None:
+    """`--constraints-only`: what the recommender's filter keeps for each Amazon constraint request,
+    checked against the request's own check (no LLM: the recommender answers only from the filter's
+    items, so a filter inside the check's items with some item left means every answer honours the
+    constraint, and an empty filter means the "nothing matches" answer). Written to `--constraints-out`."""
+    from instructrec.data.loaders.amazon2023 import load_sample
+    from instructrec.recommender.constraints import Catalogue
+
+    dataset = load_sample(args.a23_data)
+    catalogue = Catalogue(dataset)
+    out = []
+    for text, category, what, check in AMAZON_CONSTRAINT_REQUESTS:
+        passing = np.asarray([check(dataset, i) for i in range(dataset.n_items)])
+        read = catalogue.parse(text)
+        kept = catalogue.mask(read)
+        out.append({"request": text, "check": what, "read": read.describe(), "ignored": list(read.ignored),
+                    "kept_items": int(kept.sum()), "passing_items": int(passing.sum()),
+                    "kept_pass_check": bool(passing[kept].all()),
+                    "category_precision_of_kept": round(float(np.mean([category in set(dataset.items["categories"].iloc[i])
+                                                                       for i in np.flatnonzero(kept)])), 4)
+                    if category and kept.any() else None,
+                    "outcome": ("honoured" if kept.any() and passing[kept].all() else
+                                "nothing matches (correct)" if not kept.any() and not passing.any() else
+                                "nothing matches (wrong: items pass the check)" if not kept.any() else
+                                "not honoured")})
+        log.info("%s", out[-1])
+    args.constraints_out.write_text(json.dumps({"dataset": "amazon2023-sample", "cases": out}, indent=2) + "\n")
+
+
+def pool_sweep_only(args: argparse.Namespace) -> None:
+    """`--pool-sweep-only`: the pool sweep on the Amazon sample's saved bench recommender (from an
+    earlier run's --work folder), written to `--sweep-out`."""
+    from instructrec.data.loaders.amazon2023 import load_sample
+
+    dataset = load_sample(args.a23_data)
+    rec = Recommender.load(args.work / "amazon2023-sample" / "recommender", device="cpu")
+    users = seeded_users(dataset, args.users, args.seed)
+    pool = [u for u in seeded_users(dataset, args.sweep_users + args.sweep_personal + len(users), args.seed + 1)
+            if u not in set(users)]
+    got = pool_sweep("amazon2023-sample", dataset, requests_of(AMAZON_REQUESTS), rec, args.sweep_shares,
+                     pool[:args.sweep_users], pool[args.sweep_users:args.sweep_users + args.sweep_personal])
+    args.sweep_out.write_text(json.dumps({"request_share_sweep": got, "settings": {
+        k: str(v) for k, v in vars(args).items()}}, indent=2) + "\n")
+    print(json.dumps(got, indent=2))
+
+
+def pool_sweep(name: str, dataset: Dataset, requests: list[Request], rec: Recommender, shares: list[float],
+               users: list[int], personal_users: list[int]) -> list[dict[str, Any]]:
+    """The pool rule alone (no LLM call: `Recommender._prepare` stops before the reranker), on the
+    same validation-style users as `share_sweep`: per share, the share of pool items carrying the
+    requested category (`pool_precision`), and `personal_pool_hr`: whether each user's validation
+    item (history cut before it, the request naming its category) is in the pool the LLM reranks."""
+    out = []
+    cats = dataset.items["categories"]
+    # The share only cuts the two retrievers' lists differently: score each (history, request) once.
+    for model in {id(r): r for r in (rec.retriever, rec.text_retriever) if r is not None}.values():
+        model.score = _memo(model.score)  # type: ignore[method-assign]
+    for share in shares:
+        rec.settings.request_share = share
+        precision, hits = [], []
+        for u in users:
+            for req in requests:
+                prep = rec._prepare(user_id=str(dataset.user_ids[u]), request=req.text, k=10)
+                pool = getattr(prep, "pool", [])
+                precision.append(float(np.mean([req.genre in set(cats.iloc[i]) for i in pool])) if pool else 0.0)
+        for u in personal_users:
+            seq = dataset.sequences[u]
+            hist, target = seq[:-2], int(seq[-2])
+            genre = sorted(str(c) for c in (cats.iloc[target] if cats.iloc[target] is not None else ()))
+            if not len(hist) or not genre:
+                continue
+            prep = rec._prepare(history=[str(dataset.item_ids[i]) for i in hist], request=genre[0].lower(), k=10)
+            hits.append(target in set(getattr(prep, "pool", [])))
+        out.append({"dataset": name, "stage": "pool", "request_share": share,
+                    "pool_precision": round(float(np.mean(precision)), 4),
+                    "personal_pool_hr": round(float(np.mean(hits)), 4) if hits else None,
+                    "personal_users": len(hits), "requests": len(requests), "users": len(users),
+                    "pool_size": rec.settings.n_candidates})
+        log.info("%s pool sweep: %s", name, out[-1])
     return out
 
 
@@ -309,18 +409,23 @@ def fit_weights(dataset: Dataset, split: Any, store: RetrieverStore, model: str,
     return weights
 
 
-def psearch(dataset: Dataset, split: Any, store: RetrieverStore, rec: Recommender, users: int,
-            seed: int) -> dict[str, float]:
-    """psearch-i2 HR@1 per method, every method on the same candidates (the harness)."""
+def psearch(dataset: Dataset, split: Any, store: RetrieverStore, rec: Recommender | None, users: int,
+            seed: int, methods: tuple[str, ...] = (*RETRIEVERS, "recommender")) -> dict[str, float]:
+    """psearch-i2 HR@1 per method, every method on the same candidates (the harness: the same seed
+    and users give the same candidates, so methods measured in separate calls stay comparable)."""
     ctx = make_context(dataset, split, store, None, rec)
-    settings = RunSettings([*RETRIEVERS, "recommender"], "psearch-i2", "random:9", users, 30, seed)
+    settings = RunSettings(list(methods), "psearch-i2", "random:9", users, 30, seed)
     results, _ = run_evaluation(dataset, split, settings, store, ctx=ctx, progress=False)
     return {r.method: round(float(r.summary["HR@1"]["mean"]), 4) for r in results}
 
 
 def run_dataset(name: str, dataset: Dataset, requests: list[Request], model: str, sasrec: Retriever | None,
-                work: Path, args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+                work: Path, args: argparse.Namespace,
+                emit: Any = None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Rows per method, then the share sweep; `emit(rows, sweep)` records what is done after each
+    stage (the retrievers first: on a loaded CPU the LLM stages may not finish)."""
     started = time.monotonic()
+    emit = emit or (lambda rows, sweep: None)
     split = leave_one_out(dataset)
     store = RetrieverStore(dataset, split, work / "retrievers",
                            {"sasrec": {"epochs": 30, "max_minutes": 2.0, "progress": False}})
@@ -339,9 +444,15 @@ def run_dataset(name: str, dataset: Dataset, requests: list[Request], model: str
                     rec_dir, model_source=model)
     rec = Recommender.load(rec_dir, device="cpu")  # what is measured is the saved recommender
     users = seeded_users(dataset, args.users, args.seed)
-    hr1 = psearch(dataset, split, store, rec, args.psearch_users, args.seed)
+    hr1 = psearch(dataset, split, store, None, args.psearch_users, args.seed, RETRIEVERS)
     cases = AMAZON_CONSTRAINT_REQUESTS if name == "amazon2023-sample" else []
-    rows = []
+    rows: list[dict[str, Any]] = []
+
+    def stamp() -> None:
+        for r in rows:
+            r["psearch_users"] = args.psearch_users
+            r["seconds_dataset"] = round(time.monotonic() - started, 1)
+
     for method in RETRIEVERS:
         got = follow_requests(dataset, requests, users, method, args.k, retriever=fitted[method])
         if cases:
@@ -349,6 +460,17 @@ def run_dataset(name: str, dataset: Dataset, requests: list[Request], model: str
         rows.append({"dataset": name, "method": method, **got, "psearch_hr1": hr1[method],
                      "requests": len(requests), "users": len(users)})
         log.info("%s %s: %s", name, method, rows[-1])
+    stamp()
+    emit(rows, [])
+    pools: list[dict[str, Any]] = []
+    if args.sweep_shares:
+        # validation-style users: seeded apart from, and disjoint with, the test users above
+        pool = [u for u in seeded_users(dataset, args.sweep_users + args.sweep_personal + len(users), args.seed + 1)
+                if u not in set(users)]
+        sweep_users, personal = pool[:args.sweep_users], pool[args.sweep_users:args.sweep_users + args.sweep_personal]
+        pools = pool_sweep(name, dataset, requests, rec, args.sweep_shares, sweep_users, personal)
+        emit(rows, pools)
+    hr1.update(psearch(dataset, split, store, rec, args.psearch_users, args.seed, ("recommender",)))
     for share in args.shares:
         rec.settings.request_share = share
         got = follow_requests(dataset, requests, users, "recommender", args.k, rec=rec)
@@ -359,17 +481,12 @@ def run_dataset(name: str, dataset: Dataset, requests: list[Request], model: str
                      "requests": len(requests), "users": len(users), "request_share": share,
                      "fusion": weights})
         log.info("%s recommender share %.2f: %s", name, share, rows[-1])
-    for r in rows:
-        r["psearch_users"] = args.psearch_users
-        r["seconds_dataset"] = round(time.monotonic() - started, 1)
-    (work / "rows.json").write_text(json.dumps(rows, indent=2) + "\n")  # kept should the sweep not finish
-    sweep: list[dict[str, Any]] = []
+    stamp()
+    emit(rows, pools)
+    sweep: list[dict[str, Any]] = list(pools)
     if args.sweep_shares:
-        # validation-style users: seeded apart from, and disjoint with, the test users above
-        pool = [u for u in seeded_users(dataset, args.sweep_users + args.sweep_personal + len(users), args.seed + 1)
-                if u not in set(users)]
-        sweep = share_sweep(name, dataset, requests, rec, args.sweep_shares, pool[:args.sweep_users],
-                            pool[args.sweep_users:args.sweep_users + args.sweep_personal], args.k, hr1["recommender"])
+        sweep += share_sweep(name, dataset, requests, rec, args.sweep_shares, sweep_users, personal, args.k,
+                             hr1["recommender"], lambda done: emit(rows, pools + done))
     return rows, sweep
 
 
@@ -407,35 +524,59 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=ROOT / "runs/bench-request-following")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/request-following.json")
+    parser.add_argument("--pool-sweep-only", action="store_true",
+                        help="only the pool sweep (no LLM) on the Amazon sample's saved bench recommender")
+    parser.add_argument("--sweep-out", type=Path, default=ROOT / "benchmarks/results/request-share-sweep.json")
+    parser.add_argument("--constraints-only", action="store_true",
+                        help="only the Amazon constraint requests through the recommender's filter (no LLM)")
+    parser.add_argument("--constraints-out", type=Path,
+                        default=ROOT / "benchmarks/results/request-following-constraints.json")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    if args.constraints_only:
+        constraints_only(args)
+        return
+    if args.pool_sweep_only:
+        pool_sweep_only(args)
+        return
     started = time.monotonic()
     rows: list[dict[str, Any]] = []
     sweep: list[dict[str, Any]] = []
     names = [d.strip() for d in args.datasets.split(",")]
+    old = json.loads(args.out.read_text()) if args.out.exists() else {}
+
+    def write(new_rows: list[dict[str, Any]], new_sweep: list[dict[str, Any]]) -> dict[str, Any]:
+        record = {"rows": rows + new_rows, "request_share_sweep": sweep + new_sweep,
+                  "settings": {**{k: str(v) for k, v in vars(args).items()}},
+                  "seconds": round(time.monotonic() - started, 1),
+                  "requests": {"movielens-100k": [r.__dict__ for r in requests_of(MOVIELENS_REQUESTS)],
+                               "amazon2023-sample": [r.__dict__ for r in requests_of(AMAZON_REQUESTS)],
+                               "amazon2023-sample-constraints": [
+                                   {"text": t, "category": c, "check": w} for t, c, w, _ in AMAZON_CONSTRAINT_REQUESTS]}}
+        # keep rows of datasets not run this time, and a recorded sweep when none is run
+        record["rows"] = [r for r in old.get("rows", []) if r["dataset"] not in names] + record["rows"]
+        if not args.sweep_shares:
+            record["request_share_sweep"] = old.get("request_share_sweep", [])
+        else:
+            record["request_share_sweep"] = [r for r in old.get("request_share_sweep", [])
+                                             if r["dataset"] not in names] + record["request_share_sweep"]
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(record, indent=2) + "\n")
+        return record
+
     if "movielens-100k" in names:
         ml = args.ml_recommender
         got = run_dataset("movielens-100k", Dataset.load(ml / "data"), requests_of(MOVIELENS_REQUESTS),
-                          str(ml / "model"), load_retriever(ml / "retriever"), args.work / "movielens-100k", args)
+                          str(ml / "model"), load_retriever(ml / "retriever"), args.work / "movielens-100k", args,
+                          write)
         rows, sweep = rows + got[0], sweep + got[1]
     if "amazon2023-sample" in names:
         from instructrec.data.loaders.amazon2023 import load_sample
 
         got = run_dataset("amazon2023-sample", load_sample(args.a23_data), requests_of(AMAZON_REQUESTS),
-                          args.a23_model, None, args.work / "amazon2023-sample", args)
+                          args.a23_model, None, args.work / "amazon2023-sample", args, write)
         rows, sweep = rows + got[0], sweep + got[1]
-    record = {"rows": rows, "request_share_sweep": sweep,
-              "settings": {**{k: str(v) for k, v in vars(args).items()}},
-              "seconds": round(time.monotonic() - started, 1),
-              "requests": {"movielens-100k": [r.__dict__ for r in requests_of(MOVIELENS_REQUESTS)],
-                           "amazon2023-sample": [r.__dict__ for r in requests_of(AMAZON_REQUESTS)]}}
-    if args.out.exists():  # keep rows of datasets not run this time
-        old = json.loads(args.out.read_text())
-        record["rows"] = [r for r in old.get("rows", []) if r["dataset"] not in names] + rows
-        if not args.sweep_shares:  # a run without a sweep keeps the recorded one
-            record["request_share_sweep"] = old.get("request_share_sweep", [])
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
+    record = write([], [])
     print(markdown_table(record["rows"]))
     print(f"wrote {args.out} ({len(rows)} rows, {record['seconds']} s)")
 
