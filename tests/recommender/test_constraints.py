@@ -121,3 +121,88 @@ def test_pool_rule_and_hybrid_vectors_saved_with_the_recommender(toy_parts, tmp_
     a = rec.recommend(user_id=user, request="a sports game", k=5)
     b = back.recommend(user_id=user, request="a sports game", k=5)
     assert [it.item_id for it in a.items] == [it.item_id for it in b.items] and a.pool == b.pool
+
+
+GAMES = [  # title, categories, brand, price: a store catalogue whose titles name the platform
+    ("Star Blaster - PS4", ["Video Games"], "Nova", 19.0), ("Star Blaster - Nintendo Switch", ["Video Games"], "Nova", 39.0),
+    ("Kart Racer (Xbox One)", ["Video Games"], "Zoom", 25.0), ("Kart Racer PlayStation 4 Edition", ["Video Games"], "Zoom", 15.0),
+    ("Pro Controller for Nintendo Switch", ["Video Games"], "Padco", 49.0), ("Wireless Gaming Mouse", ["Computers"], "Logitech", 29.0),
+    ("Pink Phone Case for iPhone", ["Cell Phones & Accessories"], None, 9.0),
+    ("Black Phone Case for iPhone", ["Cell Phones & Accessories"], None, 12.0),
+    ("Wired Gaming Headset", ["Video Games"], "Zoom", None), ("Puzzle Cube", ["Toys & Games"], "Nova", 5.0),
+    ("Dance Mat - Wii", ["Video Games"], "Padco", 30.0), ("Racing Wheel - PS4", ["Video Games"], "Padco", 60.0),
+]
+
+
+@pytest.fixture(scope="module")
+def games() -> Dataset:
+    items = pd.DataFrame({"item_id": [f"g{i}" for i in range(len(GAMES))], "title": [g[0] for g in GAMES],
+                          "categories": [g[1] for g in GAMES], "brand": [g[2] for g in GAMES],
+                          "price": pd.array([g[3] for g in GAMES], dtype="Float64")})
+    rows = [(f"u{u}", f"g{i}", t) for u in range(6) for t, i in enumerate([(u + j) % len(GAMES) for j in range(4)])]
+    inter = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
+    return Dataset.from_frames(items, inter, source="toy-store")
+
+
+def test_platforms_brands_and_exclusions(games):
+    cat = Catalogue(games)
+    assert _read(cat, "a shooter for PS4") == (
+        ["category Video Games ('ps4')", "platform PlayStation 4 ('ps4')"], [0, 3, 11])
+    assert _read(cat, "something to play on my switch")[1] == [1, 4]  # "my switch": the console
+    assert _read(cat, "anything for the playstation or the wii")[1] == [0, 3, 10, 11]  # several: any of them
+    assert _read(cat, "a video game, not for PS4")[1] == [1, 2, 4, 8, 10]  # a platform word negated: not the category
+    assert _read(cat, "a mouse from Logitech") == (["category Computers ('mouse')", "brand Logitech"], [5])
+    assert _read(cat, "anything by Nova")[1] == [0, 1, 9]
+    assert _read(cat, "nothing from Zoom, please") == (["not from Zoom"], [0, 1, 4, 5, 6, 7, 9, 10, 11])
+    assert _read(cat, "a phone case for iPhone, not pink") == (
+        ["category Cell Phones & Accessories ('phone case')", "platform iPhone", "not 'pink'"], [7])
+    assert _read(cat, "a switch game under $20")[0] == ["price <= $20.00"]  # "switch" alone is not the console
+    assert _read(cat, "a ps4 game no more than $18")[1] == [3]
+    # a film catalogue does not read platforms (too few of its titles name one), and says so
+    c = Catalogue(films_dataset()).parse("a comedy for my PS4")
+    assert c.platforms == () and c.ignored == ("a platform (this catalogue's items name none)",)
+
+
+def films_dataset() -> Dataset:
+    items = pd.DataFrame({"item_id": [str(i) for i in range(len(FILMS))], "title": [f[0] for f in FILMS],
+                          "categories": [f[1] for f in FILMS], "year": [f[2] for f in FILMS]})
+    inter = pd.DataFrame({"user_id": ["u"] * 3, "item_id": ["0", "2", "5"], "timestamp": [0, 1, 2]})
+    return Dataset.from_frames(items, inter, source="toy")
+
+
+def test_a_follow_up_replaces_the_platform_and_keeps_the_rest(games):
+    from instructrec.recommender.constraints import refine
+
+    cat = Catalogue(games)
+    both = refine(cat.parse("a racing game for PS4 under $30"), cat.parse("for Xbox One instead"))
+    assert both.platforms == ("Xbox One",) and both.price_max == 30.0
+    assert np.flatnonzero(cat.mask(both)).tolist() == [2]
+
+
+@pytest.fixture(scope="module")
+def store_rec(games, toy_parts) -> Recommender:
+    from instructrec.candidates.base import create_retriever
+    from instructrec.data.split import leave_one_out
+
+    _, base, _, _, _ = toy_parts
+    split = leave_one_out(games)
+    pop = create_retriever("popularity").fit(games, split)
+    bm25 = create_retriever("bm25").fit(games, split)
+    return Recommender(games, load_model(str(base), device="cpu"), pop, bm25, RecommenderSettings(n_candidates=6))
+
+
+def test_a_named_platform_moves_matching_items_up(store_rec):
+    ps4 = lambda r: np.mean(["PS4" in it.title or "PlayStation 4" in it.title for it in r.items])  # noqa: E731
+    plain = store_rec.recommend(user_id="u0", k=3)
+    asked = store_rec.recommend(user_id="u0", request="a game for my PS4", k=3)
+    assert ps4(asked) == 1.0 > ps4(plain)
+    assert "platform PlayStation 4 ('ps4')" in asked.constraints
+    assert all("PlayStation 4" in it.reason for it in asked.items)  # the reason names the platform kept
+
+
+def test_platform_or_price_filters_that_leave_nothing_say_so(store_rec):
+    for request, named in [("a game for the Wii U", "platform Wii U"), ("a PS4 game under $1", "price <= $1.00")]:
+        result = store_rec.recommend(user_id="u1", request=request, k=5)
+        assert result.items == [] and result.nothing_matches, request
+        assert named in result.constraints
+        assert any(n.startswith("nothing in the catalogue matches") and named in n for n in result.notes)

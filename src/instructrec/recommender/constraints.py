@@ -11,7 +11,14 @@
   relative "older"/"classic" and "recent"/"newer" (the catalogue's first/last quartile of years,
   or, when refining an answer, older/newer than that answer's median);
 * price bounds where items have prices: "under $20", "over 50 dollars", "cheap"/"cheaper"
-  (below the catalogue's, or the previous answer's, median price), "expensive".
+  (below the catalogue's, or the previous answer's, median price), "expensive";
+* platforms where item texts name them (`lexicon.PLATFORMS`: "for PS4", "on my switch", "an Xbox
+  game"; several named: any of them), and "not for PS4";
+* brands: a brand the catalogue's `brand` field holds, or a capitalised name after "by", "from" or
+  "made by" (or before "brand") that some item's title or brand carries ("a mouse from Logitech");
+  items whose brand is, or whose title names, that brand keep it; "nothing from Apple" excludes it;
+* "not X" for any other word: the first word after a negation that is no category, platform or
+  bound ("dog toys, not squeaky ones") leaves out items whose title says it.
 
 The recommender keeps only items that satisfy every constraint (`Catalogue.mask`), says which it
 applied (`Constraints.describe`), and answers "nothing matches" instead of unrelated items when
@@ -28,7 +35,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from instructrec.data.dataset import Dataset
-from instructrec.recommender.lexicon import NEGATIONS, SYNONYMS
+from instructrec.recommender.lexicon import (
+    EXCLUDE_STOPWORDS,
+    NEGATIONS,
+    PLATFORM_REQUEST_ONLY,
+    PLATFORMS,
+    SYNONYMS,
+)
 
 ALL_OF_MIN = 10
 """Several named categories must all hold when at least this many items carry them all."""
@@ -44,12 +57,23 @@ _DEAR = re.compile(r"(?<!less )(?<!not )\b(?:expensive|pricier|high[- ]end|price
 _MONEY = r"\$\s*(\d+(?:\.\d+)?)|(\d+(?:\.\d+)?)\s*(?:\$|dollars?|bucks|usd)\b"
 _PRICE_MAX = re.compile(r"\b(?:under|below|less than|cheaper than|at most|up to|max(?:imum)?|no more than|within)\s*"
                         r"(?:" + _MONEY + ")")
-_PRICE_MIN = re.compile(r"\b(?:over|above|more than|at least|min(?:imum)?)\s*(?:" + _MONEY + ")")
+_PRICE_MIN = re.compile(r"(?<!no )\b(?:over|above|more than|at least|min(?:imum)?)\s*(?:" + _MONEY + ")")
 _YEAR_BOUND = re.compile(r"\b(before|until|up to|pre|older than|earlier than|after|since|post|newer than|later than|"
                          r"from|in)\s+(?:the\s+year\s+)?((?:19|20)\d\d)\b(?!s)")
 _YEAR_RANGE = re.compile(r"\bbetween\s+((?:19|20)\d\d)\s+and\s+((?:19|20)\d\d)\b")
 _DECADE = re.compile(r"(?<![\w$])(?:(19|20)(\d)0|'?(\d)0)'?s\b")
 _WORDS = re.compile(r"[\w'&-]+")
+PLATFORMS_MIN = 10
+"""A catalogue reads platforms when at least this many item texts (or a quarter of a small
+catalogue's) name one: a film catalogue with one "Mac" in a title does not."""
+_BRAND_CUE = re.compile(r"\b(?:made by|by|from)\s+((?:[A-Z0-9][\w&'.-]*)(?:\s+[A-Z][\w&'.-]*){0,2})"
+                        r"|\b([A-Z][\w&'.-]*(?:\s+[A-Z][\w&'.-]*){0,2})\s+(?:brand|branded)\b")
+_EXCLUDE_NEG = frozenset(["not", "no", "without", "except", "avoid", "exclude", "skip", "hate", "nothing", "never",
+                          "none", "excluding"])
+_EXCLUDE_SKIP = EXCLUDE_STOPWORDS | {
+    "want", "like", "over", "under", "below", "above", "before", "after", "since", "less", "least", "most",
+    "cheap", "cheaper", "expensive", "pricey", "old", "older", "new", "newer", "recent", "classic", "sequel",
+    "sequels", "but", "and", "or", "please", "thanks", "matter", "problem", "idea", "mind", "need", "needed"}
 
 
 def _norm(text: str) -> str:
@@ -59,6 +83,12 @@ def _norm(text: str) -> str:
 
 def _phrase(term: str) -> re.Pattern[str]:
     return re.compile(r"(?<![\w-])" + re.escape(term) + r"(?![\w-])")
+
+
+def _spaced(regex: str) -> re.Pattern[str]:
+    """`regex` as a whole word in `_norm`ed text (words there follow a space): a leading literal
+    space lets the engine skip ahead, where a look-behind is tried at every character."""
+    return re.compile(r" (?:" + regex + r")(?![\w-])")
 
 
 @dataclass(frozen=True)
@@ -82,10 +112,20 @@ class Constraints:
     """Bounds the request named that the catalogue cannot check (e.g. a price without prices)."""
     instead: bool = False
     """The request replaces earlier categories ("a horror film instead") rather than adding to them."""
+    platforms: tuple[str, ...] = ()
+    """Platforms (`lexicon.PLATFORMS` names) the items must name, any of them."""
+    exclude_platforms: tuple[str, ...] = ()
+    brands: tuple[str, ...] = ()
+    """Brands the items must carry (brand field or title), any of them."""
+    exclude_brands: tuple[str, ...] = ()
+    exclude_words: tuple[str, ...] = ()
+    """Words ("not squeaky") the items' titles must not contain."""
 
     def __bool__(self) -> bool:
         return bool(self.include or self.exclude or self.no_sequels or self.year_min is not None
-                    or self.year_max is not None or self.price_min is not None or self.price_max is not None)
+                    or self.year_max is not None or self.price_min is not None or self.price_max is not None
+                    or self.platforms or self.exclude_platforms or self.brands or self.exclude_brands
+                    or self.exclude_words)
 
     def describe(self) -> list[str]:
         """One readable line per constraint applied (the API's `constraints` field)."""
@@ -109,6 +149,15 @@ class Constraints:
             out.append(f"price <= ${self.price_max:.2f}")
         if self.no_sequels:
             out.append("no sequels")
+        if self.platforms:
+            out.append("platform " + " or ".join(
+                f"{p} ({self.named[p]!r})" if self.named.get(p, p.casefold()) != p.casefold() else p
+                for p in self.platforms))
+        out += [f"not for {p}" for p in self.exclude_platforms]
+        if self.brands:
+            out.append("brand " + " or ".join(self.brands))
+        out += [f"not from {b}" for b in self.exclude_brands]
+        out += [f"not {w!r}" for w in self.exclude_words]
         return out
 
     def then(self, later: Constraints) -> Constraints:
@@ -123,7 +172,24 @@ class Constraints:
             pick(self.year_min, later.year_min), pick(self.year_max, later.year_max),
             pick(self.price_min, later.price_min), pick(self.price_max, later.price_max),
             self.no_sequels or later.no_sequels, {**self.named, **later.named},
-            tuple(dict.fromkeys(self.ignored + later.ignored)), later.instead)
+            tuple(dict.fromkeys(self.ignored + later.ignored)), later.instead,
+            platforms=_refined(self.platforms, self.exclude_platforms, later.platforms, later.exclude_platforms,
+                               later.instead)[0],
+            exclude_platforms=_refined(self.platforms, self.exclude_platforms, later.platforms,
+                                       later.exclude_platforms, later.instead)[1],
+            brands=_refined(self.brands, self.exclude_brands, later.brands, later.exclude_brands, later.instead)[0],
+            exclude_brands=_refined(self.brands, self.exclude_brands, later.brands, later.exclude_brands,
+                                    later.instead)[1],
+            exclude_words=tuple(dict.fromkeys(self.exclude_words + later.exclude_words)))
+
+
+def _refined(keep: tuple[str, ...], drop: tuple[str, ...], later_keep: tuple[str, ...], later_drop: tuple[str, ...],
+             instead: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(include, exclude) of one attribute after a later turn: a later turn naming values replaces
+    the earlier ones ("for PS4" then "for Xbox instead" or just "for Xbox"), its exclusions add."""
+    include = later_keep if later_keep else tuple(v for v in keep if v not in later_drop)
+    exclude = tuple(dict.fromkeys([v for v in drop if v not in later_keep] + list(later_drop)))
+    return include, exclude
 
 
 class Catalogue:
@@ -152,6 +218,23 @@ class Catalogue:
                     terms.setdefault(v, set()).add(name)
         # Longest first: "science fiction" is read before "fiction" could be.
         self._terms = [(_phrase(t), t, sorted(cats)) for t, cats in sorted(terms.items(), key=lambda x: -len(x[0]))]
+        # Platforms and brands are read from the item texts: titles name the console ("... - PS4").
+        brand_col = items["brand"] if "brand" in items.columns else [None] * self.n_items
+        self._brand = [str(b).strip().casefold() if isinstance(b, str) and b.strip() else "" for b in brand_col]
+        self._title = [_norm(f"{t} {b}") for t, b in zip(dataset.titles, self._brand, strict=True)]
+        desc = items["description"] if "description" in items.columns else [None] * self.n_items
+        texts = [f"{t} {' '.join(sorted(c))} {d if isinstance(d, str) else ''}"
+                 for t, c, d in zip(self._title, self.categories, desc, strict=True)]
+        texts = _Texts([_norm(t) for t in texts])
+        self._titles = _Texts(self._title)
+        self._platform_index = {name: np.logical_or.reduce([texts.hits(p) for p in pats])
+                                for name, pats in _PLATFORM_PATTERNS.items()}
+        named_any = int(np.logical_or.reduce(list(self._platform_index.values())).sum())
+        self.has_platforms = named_any >= min(PLATFORMS_MIN, max(1, self.n_items // 4))
+        self._brand_names = {b.strip().casefold(): b.strip() for b in brand_col
+                             if isinstance(b, str) and len(b.strip()) > 2 and b.strip().casefold() not in _PSEUDO}
+        """Brand (lower case) -> as the catalogue spells it."""
+        self._brand_terms = [(_phrase(b), b) for b in sorted(self._brand_names, key=len, reverse=True)]
         years = self.year[np.isfinite(self.year)]
         prices = self.price[np.isfinite(self.price)]
         self.has_years, self.has_prices = len(years) > 0, len(prices) > 0
@@ -178,7 +261,10 @@ class Catalogue:
                 if taken[m.start():m.end()].any():
                     continue
                 taken[m.start():m.end()] = True
-                found += [(m.start(), _negated(low, m.start()), c, term) for c in cats]
+                negated = _negated(low, m.start())
+                if negated and _PLATFORM_WORD.fullmatch(term):
+                    continue  # "not for PS4" leaves out a platform, not every video game
+                found += [(m.start(), negated, c, term) for c in cats]
         found.sort()  # in the order the request names them
         exclude = list(dict.fromkeys(c for _, neg, c, _ in found if neg))
         include = list(dict.fromkeys(c for _, neg, c, _ in found if not neg and c not in exclude))
@@ -194,8 +280,73 @@ class Catalogue:
             year_min = year_max = None
         no_sequels = bool(re.search(r"sequels?\b", low)) and _negated(low, low.find("sequel"))
         instead = bool(re.search(r"\b(?:instead|rather|actually|switch to)\b", low))
+        platforms, no_platforms = self._platforms(low, taken, named, ignored)
+        brands, no_brands = self._brands(text, low, taken)
+        exclude_words = self._exclusions(low, taken)
         return Constraints(tuple(include), any_of, tuple(exclude), year_min, year_max, price_min, price_max,
-                           no_sequels, named, tuple(ignored), instead)
+                           no_sequels, named, tuple(ignored), instead, tuple(platforms), tuple(no_platforms),
+                           tuple(brands), tuple(no_brands), tuple(exclude_words))
+
+    def _platforms(self, low: str, taken: np.ndarray, named: dict[str, str],
+                   ignored: list[str]) -> tuple[list[str], list[str]]:
+        found: list[tuple[int, bool, str]] = []
+        mine = np.zeros(len(low), dtype=bool)  # platform words may also name a category ("ps4": Video Games)
+        for pattern, name in _PLATFORM_REQUEST:
+            for m in pattern.finditer(low):
+                if mine[m.start():m.end()].any():
+                    continue
+                mine[m.start():m.end()] = True
+                found.append((m.start(), _negated(low, m.start()), name))
+                named.setdefault(name, m.group(0).strip())
+        taken |= mine
+        if found and not self.has_platforms:
+            ignored.append("a platform (this catalogue's items name none)")
+            return [], []
+        found.sort()
+        drop = list(dict.fromkeys(n for _, neg, n in found if neg))
+        return list(dict.fromkeys(n for _, neg, n in found if not neg and n not in drop)), drop
+
+    def _brands(self, text: str, low: str, taken: np.ndarray) -> tuple[list[str], list[str]]:
+        found: list[tuple[int, bool, str]] = []
+        for pattern, brand in self._brand_terms:  # brands the catalogue's brand field holds
+            for m in pattern.finditer(low):
+                if not taken[m.start():m.end()].any():
+                    taken[m.start():m.end()] = True
+                    found.append((m.start(), _negated(low, m.start()), self._brand_names[brand]))
+        for m in _BRAND_CUE.finditer(text):  # "from Logitech": a name some item's title carries
+            name = (m.group(1) or m.group(2)).strip(" .'")
+            key = _norm(name).strip()
+            span = low.find(" " + key + " ")
+            if len(key) < 2 or key in self._brand_names or span < 0 or taken[span + 1:span + 1 + len(key)].any():
+                continue
+            if key.split()[0] in EXCLUDE_STOPWORDS or re.fullmatch(r"[\d\s.]+", key):
+                continue
+            if not self._titles.hits(_spaced(re.escape(key))).any():
+                continue
+            taken[span + 1:span + 1 + len(key)] = True
+            found.append((span, _negated(low, span + 1), name))
+        found.sort()
+        drop = list(dict.fromkeys(b for _, neg, b in found if neg))
+        return list(dict.fromkeys(b for _, neg, b in found if not neg and b not in drop)), drop
+
+    def _exclusions(self, low: str, taken: np.ndarray) -> list[str]:
+        """Words after a negation that nothing else read ("not squeaky"), where some title has them."""
+        tokens = list(_WORDS.finditer(low))
+        out: list[str] = []
+        for i, tok in enumerate(tokens):
+            if tok.group(0) not in _EXCLUDE_NEG and not (tok.group(0) in ("don't", "dont") and i + 1 < len(tokens)
+                                                         and tokens[i + 1].group(0) == "want"):
+                continue
+            for nxt in tokens[i + 1:i + 4]:
+                word = nxt.group(0)
+                if taken[nxt.start():nxt.end()].any() or word in _EXCLUDE_NEG:
+                    break
+                if word in _EXCLUDE_SKIP or word.replace(".", "").isdigit() or len(word) < 3:
+                    continue
+                if self._titles.hits(_spaced(re.escape(word))).any():
+                    out.append(word)
+                break
+        return list(dict.fromkeys(out))
 
     def _years(self, low: str, previous: Sequence[int]) -> tuple[int | None, int | None]:
         lo: int | None = None
@@ -276,7 +427,24 @@ class Catalogue:
                 keep &= self.price <= c.price_max
         if c.no_sequels:
             keep &= ~self.sequel
+        if c.platforms:
+            keep &= np.logical_or.reduce([self._platform_index[p] for p in c.platforms])
+        for p in c.exclude_platforms:
+            keep &= ~self._platform_index[p]
+        if c.brands:
+            keep &= np.logical_or.reduce([self._brand_mask(b) for b in c.brands])
+        for b in c.exclude_brands:
+            keep &= ~self._brand_mask(b)
+        for w in c.exclude_words:
+            keep &= ~self._word_mask(w)
         return keep
+
+    def _brand_mask(self, brand: str) -> np.ndarray:
+        key = _norm(brand).strip()
+        return np.asarray([b == key for b in self._brand]) | self._word_mask(key)
+
+    def _word_mask(self, word: str) -> np.ndarray:
+        return self._titles.hits(_spaced(re.escape(_norm(word).strip())))
 
     def all_of_relaxed(self, c: Constraints) -> bool:
         """Whether several named categories were relaxed to "any of" (too few items carry all)."""
@@ -292,7 +460,40 @@ class Catalogue:
             out.append(str(int(self.year[item])))
         if (c.price_min is not None or c.price_max is not None) and np.isfinite(self.price[item]):
             out.append(f"${self.price[item]:.2f}")
+        out += [p for p in c.platforms if self._platform_index[p][item]]
+        out += [b for b in c.brands if self._brand_mask(b)[item]]
         return out
+
+
+class _Texts:
+    """Item texts joined into one string: a pattern is searched once over the catalogue, not once
+    per item (thousands of look-behind searches took seconds)."""
+
+    def __init__(self, texts: Sequence[str]) -> None:
+        self.n = len(texts)
+        self.joined = "\n".join(texts)
+        self.starts = np.cumsum([0] + [len(t) + 1 for t in texts[:-1]]) if texts else np.zeros(0, dtype=np.int64)
+
+    def hits(self, pattern: re.Pattern[str]) -> np.ndarray:
+        """Items whose text the pattern matches (it must not match across the newline)."""
+        out = np.zeros(self.n, dtype=bool)
+        pos = [m.start() for m in pattern.finditer(self.joined)]
+        if pos:
+            out[np.searchsorted(self.starts, pos, side="right") - 1] = True
+        return out
+
+
+_PLATFORM_PATTERNS = {name: [_spaced(p) for p in pats]
+                      for name, pats in PLATFORMS.items()}
+_PLATFORM_REQUEST = sorted(
+    [(re.compile(r"(?<![\w-])" + p + r"(?![\w-])"), name)
+     for name, pats in {**PLATFORMS, **{k: PLATFORMS[k] + v for k, v in PLATFORM_REQUEST_ONLY.items()}}.items()
+     for p in pats if not (name == "PlayStation" and p != "playstation")
+     and not (name == "Nintendo" and p != "nintendo")],
+    key=lambda x: -len(x[0].pattern))
+"""Request side: longest first ("playstation 4" before "playstation"); a family is named by its own word."""
+_PLATFORM_WORD = re.compile("|".join(p.pattern.removeprefix(r"(?<![\w-])").removesuffix(r"(?![\w-])")
+                                     for p, _ in _PLATFORM_REQUEST))
 
 
 def _negated(low: str, start: int) -> bool:

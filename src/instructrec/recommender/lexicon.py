@@ -69,3 +69,45 @@ NEGATIONS: tuple[str, ...] = ("not", "no", "without", "avoid", "except", "nothin
                               "anything but", "don't want", "dont want", "no more", "hate", "skip", "exclude",
                               "isn't", "aren't", "less")
 """Words that, just before an attribute, turn it into an exclusion ("no horror", "nothing scary")."""
+
+PLATFORMS: dict[str, tuple[str, ...]] = {
+    # Specific consoles and devices first; a family ("PlayStation") is any of its members.
+    "PlayStation 5": ("ps5", "playstation 5", "playstation5"),
+    "PlayStation 4": ("ps4", "playstation 4", "playstation4"),
+    "PlayStation 3": ("ps3", "playstation 3", "playstation3"),
+    "PlayStation 2": ("ps2", "playstation 2", "playstation2"),
+    "PlayStation Vita": ("ps vita", "playstation vita", "psvita", "psp"),
+    "PlayStation": ("playstation", "ps5", "ps4", "ps3", "ps2", "ps1", "psp", "ps vita", "psvr", "dualshock",
+                    "dualsense"),
+    "Xbox Series X|S": ("xbox series x", "xbox series s", "xbox series"),
+    "Xbox One": ("xbox one",),
+    "Xbox 360": ("xbox 360",),
+    "Xbox": ("xbox",),
+    "Nintendo Switch": ("nintendo switch", "switch lite", "switch oled", "joy-con", "joy con", "joycon"),
+    "Nintendo 3DS": ("nintendo 3ds", "3ds", "2ds"),
+    "Wii U": ("wii u",),
+    "Wii": (r"wii(?!\s+u\b)",),
+    "Nintendo": ("nintendo", "switch lite", "joy-con", "3ds", "2ds", "wii", "gamecube", "game boy", "gameboy"),
+    "PC": ("pc", "windows 10", "windows 11", "windows pc", "steam"),
+    "Mac": ("mac", "macbook", "macos", "imac"),
+    "iPhone": ("iphone",),
+    "iPad": ("ipad",),
+    "Android": ("android",),
+    "Kindle": ("kindle",),
+}
+"""Platform -> regular expressions (lower case, matched on word boundaries) that name it in a
+request and in an item's title/categories/description. Checked as filters: "a game for PS4" keeps
+items whose text names the PS4. A regular expression, not a plain phrase, where a shorter name is
+part of a longer one ("wii" in "wii u")."""
+
+PLATFORM_REQUEST_ONLY: dict[str, tuple[str, ...]] = {
+    "Nintendo Switch": (r"(?:for|on|with) (?:the |my |a )?switch",),
+}
+"""Phrases that name a platform in a request only: "switch" alone is too common a word in titles
+("light switch"), but "for my switch" in a request means the console."""
+
+_EXCLUDE_STOPWORDS = ("a an the any anything something too so very more much many really sure that this it its for "
+                      "with from of my your our to be is are was were one ones kind sort type thing things stuff "
+                      "items item fancy at all in on again else other others than such as")
+EXCLUDE_STOPWORDS: frozenset[str] = frozenset(_EXCLUDE_STOPWORDS.split())
+"""Words after a negation that do not name what to leave out ("not too ...", "nothing else")."""
