@@ -26,7 +26,7 @@ from instructrec.errors import DataError, ModelError
 from instructrec.instructions.render import LETTERS
 from instructrec.model.backend import LoadedModel
 from instructrec.model.prompt import HistoryTrimmer, PromptEncoder, PromptSettings
-from instructrec.model.scoring import PrefixCache, _forward_params, _pad, prefix_forward
+from instructrec.model.scoring import PrefixCache, _forward_params, _pad, length_groups, prefix_forward
 
 HEADS = ("title", "listwise")
 """Ranking heads: `title` (the paper's title log-likelihood) and `listwise` (letter logits)."""
@@ -104,16 +104,16 @@ class ListwiseScorer:
         for i, n in enumerate(counts):
             if not 1 <= n <= len(LETTERS):
                 raise DataError(f"instruction {i} has {n} candidates; the listwise head ranks 1 to {len(LETTERS)}")
-        out: list[np.ndarray] = []
+        out: list[np.ndarray] = [np.empty(0)] * len(instructions)
+        prompts = [self.encoder.prompt_ids(t) for t in instructions]
         was_training = self.model.training
         self.model.eval()
         try:
             with torch.inference_mode():
-                for start in range(0, len(instructions), self.batch_size):
-                    group = range(start, min(start + self.batch_size, len(instructions)))
-                    logits = self.answer_logits([self.encoder.prompt_ids(instructions[i]) for i in group])
+                for group in length_groups([len(p) for p in prompts], self.batch_size):
+                    logits = self.answer_logits([prompts[i] for i in group])
                     for row, i in enumerate(group):
-                        out.append(F.log_softmax(logits[row, : counts[i]], dim=-1).double().numpy())
+                        out[i] = F.log_softmax(logits[row, : counts[i]], dim=-1).double().numpy()
         finally:
             self.model.train(was_training)
         return out

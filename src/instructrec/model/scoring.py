@@ -79,6 +79,14 @@ def _pad(seqs: Sequence[Sequence[int]], pad_id: int, left: bool) -> tuple[torch.
     return ids, mask
 
 
+def length_groups(lengths: Sequence[int], size: int) -> list[list[int]]:
+    """Indices in groups of at most `size`, prompts of similar length together: a group is padded
+    to its longest prompt, so sorting first computes fewer padding tokens (each row's scores are
+    those it gets alone, so the order changes no result)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [order[start : start + size] for start in range(0, len(order), size)]
+
+
 def _shared_length(a: np.ndarray, b: np.ndarray) -> int:
     """How many leading tokens two id arrays have in common."""
     n = min(len(a), len(b))
@@ -268,18 +276,18 @@ class CandidateScorer:
         for i, cands in enumerate(candidates):
             if len(cands) == 0:
                 raise DataError(f"instruction {i} has an empty candidate list; pass at least one candidate")
-        out: list[np.ndarray] = []
-        step = self.settings.instruction_batch_size
+        out: list[np.ndarray] = [np.empty(0)] * len(instructions)
+        all_prompts = [self.encoder.prompt_ids(t) for t in instructions]
         was_training = self.model.training
         self.model.eval()
         try:
             with torch.inference_mode():
-                for start in range(0, len(instructions), step):
-                    group = slice(start, start + step)
-                    prompts = [self.encoder.prompt_ids(t) for t in instructions[group]]
-                    answers = [[self.encoder.answer_ids(c) for c in cands] for cands in candidates[group]]
+                for group in length_groups([len(p) for p in all_prompts], self.settings.instruction_batch_size):
+                    prompts = [all_prompts[i] for i in group]
+                    answers = [[self.encoder.answer_ids(c) for c in candidates[i]] for i in group]
                     run = self._score_causal if self.kind == "causal" else self._score_seq2seq
-                    out.extend(run(prompts, answers, normalize))
+                    for i, scores in zip(group, run(prompts, answers, normalize), strict=True):
+                        out[i] = scores
         finally:
             self.model.train(was_training)
         return out
