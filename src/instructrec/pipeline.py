@@ -14,10 +14,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from instructrec.experiments.recipe import Recipe, load_recipe
-from instructrec.experiments.runner import run_recipe
+if TYPE_CHECKING:  # the recipe runner loads when a run starts: every CLI command imports this module
+    from instructrec.experiments.recipe import Recipe
 
 log = logging.getLogger(__name__)
 
@@ -88,11 +88,15 @@ def quickstart_overrides(s: QuickstartSettings) -> list[tuple[str, Any]]:
 
 
 def quickstart_recipe(s: QuickstartSettings) -> Recipe:
+    from instructrec.experiments.recipe import load_recipe
+
     return load_recipe(RECIPE, quickstart_overrides(s))
 
 
 def run_quickstart(s: QuickstartSettings, say: Callable[[str], None] = log.info) -> dict[str, Any]:
     """Run the quickstart recipe; returns the summary (also written to `out/summary.json`)."""
+    from instructrec.experiments.runner import run_recipe
+
     return run_recipe(quickstart_recipe(s), s.out, say=say)
 
 
