@@ -50,7 +50,7 @@ class QuickstartSettings:
     steps: int = 30
     """LoRA optimizer steps (training instructions built: steps x batch size)."""
     batch_size: int = 8
-    """Training examples per step."""
+    """Training examples per step (run as accumulated passes of at most 2, for memory)."""
     users: int = 60
     """Seeded test users evaluated per task."""
     valid_users: int = 30
