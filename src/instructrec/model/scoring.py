@@ -346,15 +346,14 @@ class CandidateScorer:
             # logits at position j predict token j+1: keep the positions with a real next token
             keep = torch.zeros_like(cmask, dtype=torch.bool)
             keep[:, :-1] = cmask[:, 1:].bool()
-            logits = self._logits(
+            logits, _ = self._logits(
                 keep,
                 input_ids=cids,
                 attention_mask=torch.cat([mask[idx], cmask], dim=1),
                 position_ids=cpos,
                 use_cache=True,
                 **{self._cache_kw: chunk_cache},
-            )[0]
-            del chunk_cache  # freed before the next chunk's is built: one chunk's cache resident, not two
+            )
             token_lp = torch.zeros(cids.shape, dtype=torch.float32, device=dev)
             token_lp[:, 0] = first_logprobs[idx].gather(1, cids[:, :1]).squeeze(1)
             rest = F.log_softmax(logits.float(), dim=-1).gather(1, cids[:, 1:][cmask[:, 1:].bool()][:, None]).squeeze(1)
