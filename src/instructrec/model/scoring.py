@@ -16,6 +16,7 @@ head and the listwise head (`model.listwise`), whose cached path is the fast pat
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -330,7 +331,7 @@ class CandidateScorer:
             out = self.model(**kwargs, logits_to_keep=1) if self._keep_last else self.model(**kwargs)
         lengths = mask.sum(-1)
         first_logprobs = F.log_softmax(out.logits[:, -1].float(), dim=-1)  # predicts each answer's first token
-        prompt_layers = _cache_layers(getattr(out, "cache", None) or out.past_key_values)
+        cache = getattr(out, "cache", None) or out.past_key_values
         rows = self._rows(answers)
         flat: list[float] = []
         for start in range(0, len(rows), self.settings.candidate_batch_size):
@@ -338,9 +339,8 @@ class CandidateScorer:
             idx = torch.tensor([g for g, _ in chunk], device=dev)
             cids, cmask = _pad([a for _, a in chunk], self.pad_id, left=False)
             cids, cmask = cids.to(dev), cmask.to(dev)
-            # the chunk's rows of the prompts' cache, built directly (a deep copy of the whole cache
-            # first, then a selection, held both at once)
-            chunk_cache = _make_cache([(k.index_select(0, idx), v.index_select(0, idx)) for k, v in prompt_layers])
+            chunk_cache = copy.deepcopy(cache)
+            chunk_cache.batch_select_indices(idx)
             width = cids.shape[1]
             cpos = lengths[idx, None] + torch.arange(width, device=dev)[None, :]
             # logits at position j predict token j+1: keep the positions with a real next token
