@@ -8,12 +8,13 @@ FLOPs each method must do, and each method's peak RSS (each alone in a fresh pro
     nice -n 10 .venv/bin/python benchmarks/bench_scoring.py [--repeats 3]
 
 `--quick` (under 3 minutes) prints one JSON line for 10 candidates: `rerank_10_s` (the default fast
-path, median), `naive_10_s` (naive per-candidate scoring of the same instruction and candidates,
-median, same run, interleaved), `speedup`, `matmul_lower_bound_s` (the fast path's matmul FLOPs,
-~2 x params x tokens, over this CPU's fp32 GEMM rate measured in the same run with torch.matmul)
-and `rerank_10_cached_s` (the fast path when the server's `PrefixCache` holds the same user's
-previous prompt). The fast path is pluggable (`--head`, `HEADS`, `quick(rerank, ...)`): another
-ranking head registers a factory and is measured against the same naive baseline.
+path, median: the listwise head with the same user's previous request in the server's per-user
+`PrefixCache`, so only the request, candidate list and answer hint are run), `naive_10_s` (naive
+per-candidate scoring of the same instruction and candidates, median, same run, interleaved),
+`speedup`, `matmul_lower_bound_s` (the fast path's matmul FLOPs, ~2 x params x tokens run, over this
+CPU's fp32 GEMM rate measured in the same run with torch.matmul), and the same head without the
+cache (`rerank_10_uncached_s`, `uncached_lower_bound_s`: a first request). `--head shared-prefix`
+measures the paper's title head the same way (`HEADS`).
 
 `--normalize-check N` instead measures zero-shot validation HR@1 of `sum` vs `mean` scores on N
 Games users (validation target + 9 random negatives, last 20 history titles): the evidence for
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 HISTORY = [
@@ -138,84 +140,108 @@ def latency(n_cands: int, repeats: int, gflops: float) -> dict:
 
 RerankFn = Callable[[str, Sequence[str]], Any]
 """`rerank(instruction, candidate_titles)` -> one score per candidate (what a ranking head computes)."""
-HeadFactory = Callable[[Any], tuple[RerankFn, Callable[[str, Sequence[str]], int] | None]]
-"""`factory(loaded_model)` -> (rerank function, its matmul FLOPs for an instruction and candidates, or
-None to count the shared-prefix forward)."""
 
 
-def shared_prefix_head(loaded: Any) -> tuple[RerankFn, None]:
-    """The default fast path: `CandidateScorer` (instruction once, candidates as one batch)."""
-    from instructrec.model.scoring import CandidateScorer
+@dataclass
+class Head:
+    """A ranking head as `--quick` measures it."""
 
-    scorer = CandidateScorer(loaded)
-    return (lambda ins, cands: scorer.score([ins], [list(cands)])[0]), None
+    rerank: RerankFn
+    prompt_tokens: Callable[[str, Sequence[str]], int]
+    """Tokens of the prompt the head runs for an instruction and its candidates."""
+    head_positions: Callable[[Sequence[str]], int]
+    """Positions where the LM head is computed (1 for listwise; every non-last answer token for titles)."""
+    extra_tokens: Callable[[Sequence[str]], int] = lambda cands: 0
+    """Tokens run after the prompt (the titles of the shared-prefix head)."""
+    cache: Any = None
+    """The `PrefixCache` the head reads (the server's per-user cache), or None: every prompt run whole."""
 
 
-def listwise_head(loaded: Any) -> tuple[RerankFn, Callable[[str, Sequence[str]], int]]:
+def listwise_head(loaded: Any, cached: bool) -> Head:
     """The listwise head (`model.listwise`): the candidates listed under letters in the prompt, one
-    forward, the letters' logits at the answer position (the head runs at that position only)."""
+    forward, the letters' logits at the answer position. `cached`: the server's path for a known
+    user, the `PrefixCache` holding the user's previous prompt, so only the tokens after the
+    history (request, candidate list, answer hint) are run."""
     from instructrec.instructions.render import LISTWISE_ANSWER_HINT, RenderSettings, format_candidates
     from instructrec.model.listwise import ListwiseScorer
+    from instructrec.model.scoring import PrefixCache
 
-    scorer = ListwiseScorer(loaded)
+    scorer = ListwiseScorer(loaded, prefix_cache=PrefixCache(4) if cached else None)
 
     def text(ins: str, cands: Sequence[str]) -> str:
         return f"{ins}{format_candidates(list(cands), RenderSettings(), 'letters')}\n{LISTWISE_ANSWER_HINT}"
 
-    def rerank(ins: str, cands: Sequence[str]) -> Any:
-        return scorer.score([text(ins, cands)], [list(cands)])[0]
-
-    return rerank, lambda ins, cands: matmul_flops(loaded, len(scorer.encoder.prompt_ids(text(ins, cands))), 1)
-
-
-HEADS: dict[str, HeadFactory] = {"shared-prefix": shared_prefix_head, "listwise": listwise_head}
-"""Ranking heads `--quick` can measure."""
+    return Head(lambda ins, cands: scorer.score([text(ins, cands)], [list(cands)])[0],
+                lambda ins, cands: len(scorer.encoder.prompt_ids(text(ins, cands))), lambda cands: 1,
+                cache=scorer.prefix_cache)
 
 
-def _median_time(fn: Callable[[], Any], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def shared_prefix_head(loaded: Any, cached: bool) -> Head:
+    """The paper's title head: `CandidateScorer` (instruction once, candidates as one batch)."""
+    from instructrec.model.scoring import CandidateScorer, PrefixCache
+
+    scorer = CandidateScorer(loaded, prefix_cache=PrefixCache(4) if cached else None)
+    answers = lambda cands: [len(scorer.encoder.answer_ids(c)) for c in cands]  # noqa: E731
+    return Head(lambda ins, cands: scorer.score([ins], [list(cands)])[0],
+                lambda ins, cands: len(scorer.encoder.prompt_ids(ins)),
+                lambda cands: 1 + sum(a - 1 for a in answers(cands)), lambda cands: sum(answers(cands)),
+                cache=scorer.prefix_cache)
 
 
-def quick(rerank: RerankFn, loaded: Any, *, head: str = "shared-prefix", repeats: int = 3, n_cands: int = 10,
-          head_flops: Callable[[str, Sequence[str]], int] | None = None) -> dict[str, Any]:
-    """`rerank` vs naive per-candidate scoring of the same instruction and candidates, interleaved in
-    this process, next to the matmul lower bound of `rerank`'s FLOPs at this CPU's measured GEMM rate."""
-    from instructrec.model.scoring import CandidateScorer, PrefixCache, naive_scores
+HEADS: dict[str, Callable[[Any, bool], Head]] = {"listwise": listwise_head, "shared-prefix": shared_prefix_head}
+"""Ranking heads `--quick` can measure (`--head`); the default, listwise, is what a tuned model serves."""
+
+
+def earlier_request(ins: str) -> str:
+    """The same user's previous request: the same history, another request text."""
+    return ins.replace("a fast racing game to play with friends", "a calm puzzle game to play alone")
+
+
+def _timed(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def quick(loaded: Any, head: str = "listwise", repeats: int = 3, n_cands: int = 10) -> dict[str, Any]:
+    """The fast path (`head` with the same user's previous prompt in its `PrefixCache`, as a server
+    serves a known user) vs the same head without the cache vs naive per-candidate scoring of the
+    same instruction and candidates, interleaved in this process, each next to the matmul lower bound
+    of its FLOPs at this CPU's GEMM rate measured in the same run."""
+    from instructrec.model.scoring import naive_scores
 
     ins, cands = instruction(), CANDIDATES[:n_cands]
+    fast, plain = HEADS[head](loaded, True), HEADS[head](loaded, False)
+    cache = fast.cache
     gflops = matmul_gflops()
-    rerank(ins, cands[:2])  # warm-up: thread pools, allocator
+    for h in (fast, plain):  # warm-up: thread pools, allocator
+        h.rerank(ins, cands[:2])
     naive_scores(loaded, ins, cands[:2])
-    fast_t, naive_t = [], []
-    for _ in range(repeats):  # interleaved, so machine load hits both alike
-        fast_t.append(_median_time(lambda: rerank(ins, cands), 1))
-        naive_t.append(_median_time(lambda: naive_scores(loaded, ins, cands), 1))
-    scorer = CandidateScorer(loaded)
-    flops_fast = head_flops(ins, cands) if head_flops is not None else flops(loaded, scorer, ins, cands, "shared")[0]
-    prompt_tokens = len(scorer.encoder.prompt_ids(ins))
-    # the server's per-user KV cache: the same user's previous request (other request text) is cached
-    cached = CandidateScorer(loaded, prefix_cache=PrefixCache(4))
-    earlier = ins.replace("a fast racing game to play with friends", "a calm puzzle game to play alone")
-    cache = cached.prefix_cache
-    assert cache is not None
-    before, cached_t = 0, []
-    for _ in range(repeats):
+
+    def cached_call() -> float:
         cache.clear()
-        cached.score([earlier], [cands])
+        fast.rerank(earlier_request(ins), cands[::-1])  # the user's previous request, other order
+        return _timed(lambda: fast.rerank(ins, cands))
+
+    times: dict[str, list[float]] = {"fast": [], "plain": [], "naive": []}
+    reused = []
+    for _ in range(repeats):  # interleaved, so machine load hits all alike
         before = cache.tokens_reused
-        cached_t.append(_median_time(lambda: cached.score([ins], [cands]), 1))
-    reused = cache.tokens_reused - before
-    fast, naive = statistics.median(fast_t), statistics.median(naive_t)
-    return {"figure": "rerank_quick", "head": head, "candidates": n_cands, "prompt_tokens": prompt_tokens,
-            "rerank_10_s": round(fast, 3), "naive_10_s": round(naive, 3), "speedup": round(naive / fast, 2),
-            "matmul_gflops": round(gflops, 1), "matmul_lower_bound_s": round(flops_fast / gflops / 1e9, 3),
-            "rerank_10_cached_s": round(statistics.median(cached_t), 3), "cached_prompt_tokens_reused": reused,
-            "repeats": repeats}
+        times["fast"].append(cached_call())
+        reused.append(cache.tokens_reused - before)
+        times["plain"].append(_timed(lambda: plain.rerank(ins, cands)))
+        times["naive"].append(_timed(lambda: naive_scores(loaded, ins, cands)))
+    f, p, n = (statistics.median(times[k]) for k in ("fast", "plain", "naive"))
+    tokens = fast.prompt_tokens(ins, cands)
+    extra, positions = fast.extra_tokens(cands), fast.head_positions(cands)
+    bound = lambda t: round(matmul_flops(loaded, t + extra, positions) / gflops / 1e9, 3)  # noqa: E731
+    return {"figure": "rerank_quick", "head": head, "candidates": n_cands, "prompt_tokens": tokens,
+            "cached_prompt_tokens_reused": min(reused),
+            "rerank_10_s": round(f, 3), "naive_10_s": round(n, 3), "speedup": round(n / f, 2),
+            "matmul_gflops": round(gflops, 1), "matmul_lower_bound_s": bound(tokens - min(reused)),
+            "rerank_10_uncached_s": round(p, 3), "uncached_lower_bound_s": bound(tokens),
+            "uncached_speedup": round(n / p, 2), "repeats": repeats,
+            "times_s": {k: [round(t, 3) for t in v] for k, v in times.items()}}
 
 
 def normalize_check(n_users: int, seed: int = 0) -> dict:
@@ -270,7 +296,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--normalize-check", type=int, default=0, metavar="USERS")
     parser.add_argument("--quick", action="store_true", help="One JSON line for 10 candidates in under 3 minutes.")
-    parser.add_argument("--head", choices=sorted(HEADS), default="shared-prefix", help="The fast path --quick measures.")
+    parser.add_argument("--head", choices=sorted(HEADS), default="listwise", help="The head --quick measures.")
     parser.add_argument("--variant", choices=["shared", "naive"])
     parser.add_argument("--candidates", type=int, default=20)
     parser.add_argument("--threads", type=int, default=1,
@@ -289,9 +315,7 @@ def main() -> None:
         from instructrec.model import load_model
 
         loaded = load_model("default", device="cpu")
-        rerank, head_flops = HEADS[args.head](loaded)
-        print(json.dumps({**quick(rerank, loaded, head=args.head, repeats=args.repeats, head_flops=head_flops),
-                          "threads": args.threads}))
+        print(json.dumps({**quick(loaded, args.head, args.repeats), "threads": args.threads}))
         return
     gflops = matmul_gflops()
     print(json.dumps({"figure": "cpu_matmul_gflops", "value": round(gflops, 1)}))

@@ -168,3 +168,20 @@ def test_dense_and_hybrid_match_meanings_over_the_whole_item_text():
         assert set(top) == {0, 3}, (key, top)
     hybrid = create_retriever("hybrid").fit(ds, split)
     assert hybrid.search("space cadets", k=1).items.tolist() == [4]
+
+
+def test_loading_a_retriever_imports_only_its_module(fitted, tmp_path):
+    """Fast start: a saved recommender's retrievers load without importing every retriever module."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    folder = fitted("popularity").save(tmp_path / "pop")
+    code = ("import sys; from instructrec.candidates.base import load_retriever; "
+            f"load_retriever({str(folder)!r}); "
+            "print(sorted(m for m in ('bpr', 'sasrec', 'gru4rec', 'bert4rec', 'embedding', 'hybrid') "
+            "if 'instructrec.candidates.' + m in sys.modules))")
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, "PYTHONPATH": src})
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

@@ -59,3 +59,24 @@ def test_prefix_cache_replaces_a_users_previous_prompt_and_stays_bounded(tiny):
 def test_bad_prefix_cache_size_is_one_clear_error():
     with pytest.raises(ModelError, match="max_entries"):
         PrefixCache(max_entries=0)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_listwise_cached_history_scores_as_uncached(tiny, batch):
+    from instructrec.instructions.render import LISTWISE_ANSWER_HINT, RenderSettings, format_candidates
+    from instructrec.model.listwise import ListwiseScorer
+
+    def text(ins: str, cands: list[str]) -> str:  # the candidate list after the request, as rendered
+        return f"{ins}{format_candidates(cands, RenderSettings(), 'letters')}\n{LISTWISE_ANSWER_HINT}"
+
+    texts, cands = [text(*r) for r in REQUESTS], [r[1] for r in REQUESTS]
+    want = ListwiseScorer(tiny, batch_size=batch).score(texts, cands)
+    cache = PrefixCache(max_entries=4)
+    cached = ListwiseScorer(tiny, batch_size=batch, prefix_cache=cache)
+    for _ in range(2):
+        got = cached.score(texts, cands)
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_allclose(g, w, atol=1e-4, rtol=0)
+    history_tokens = len(cached.encoder.prompt_ids(HISTORY)) - 2
+    assert cache.tokens_reused >= 3 * history_tokens  # only what follows the history was computed
+    assert cache.tokens_seen > cache.tokens_reused

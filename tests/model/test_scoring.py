@@ -63,3 +63,11 @@ def test_empty_candidates_is_clear_error(tiny):
         CandidateScorer(tiny).score(["x"], [[]])
     with pytest.raises(DataError, match="candidate lists"):
         CandidateScorer(tiny).score(["x", "y"], [["a"]])
+
+
+def test_length_groups_put_similar_lengths_together_and_cover_every_index():
+    from instructrec.model.scoring import length_groups
+
+    groups = length_groups([30, 5, 31, 6, 29], 2)
+    assert groups == [[1, 3], [4, 0], [2]]  # padded to 6, 30 and 31 tokens instead of 30, 31, 29
+    assert length_groups([], 8) == []

@@ -87,6 +87,27 @@ def test_batched_equals_one_at_a_time(toy_dataset, listwise):
         np.testing.assert_allclose(one.scores, b.scores, atol=1e-4)
 
 
+def test_known_users_cached_history_scores_as_uncached(toy_dataset, listwise):
+    """The server's path (`Recommender.use_prefix_cache`): a user's next request reuses the KV cache
+    of the history part of the user's previous prompt and scores what an uncached scorer scores."""
+    from instructrec.model.scoring import PrefixCache
+
+    loaded, _ = listwise
+    split = leave_one_out(toy_dataset)
+    rng = np.random.default_rng(1)
+    hist = split.history(0, "test")
+    requests = ["I want a racing game", "something to play with friends", "a puzzle please"]
+    queries = [Query(hist, Aspects.parse("P1,I2,T3"), user=0, intention=r) for r in requests]
+    cands = np.stack([rng.choice(toy_dataset.n_items, 4, replace=False) for _ in queries])
+    cache = PrefixCache(4)
+    cached = Reranker(toy_dataset, LLMScores(ListwiseScorer(loaded, prefix_cache=cache)))
+    for q, c in zip(queries, cands):
+        want = _reranker(toy_dataset, loaded).score_batch([q], c[None, :])[0]
+        got = cached.score_batch([q], c[None, :])[0]
+        np.testing.assert_allclose(got.scores, want.scores, atol=1e-4, rtol=0)
+    assert cache.tokens_reused > 0  # the later requests did take the history from the cache
+
+
 def test_permutation_averaging_is_order_invariant(toy_dataset, listwise):
     loaded, _ = listwise
     query = Query(np.asarray([0, 1]), Aspects.parse("P1,I0,T3"))

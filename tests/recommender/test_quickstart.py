@@ -53,3 +53,14 @@ def test_quickstart_tiny_end_to_end(tmp_path):
         evaluated = json.loads((tmp_path / f"eval-{exp}" / "results.json").read_text())["results"][0]["metrics"]
         for metric in ("HR@1", "HR@5", "NDCG@5", "MRR"):
             assert abs(evaluated[metric]["mean"] - fused[metric]) < 1e-9, (exp, metric)
+
+
+def test_quickstart_trains_its_steps_in_small_passes():
+    """Memory: a step's examples run as accumulated passes of at most `MICRO_BATCH` (the
+    activations of one 8-prompt pass made most of a 9.6 GB peak), same examples per step."""
+    from instructrec.pipeline import MICRO_BATCH, QuickstartSettings, quickstart_recipe
+
+    for per_step, want in ((8, (2, 4)), (3, (1, 3)), (1, (1, 1))):
+        train = quickstart_recipe(QuickstartSettings(batch_size=per_step)).models["tuned"].train
+        assert (train["batch_size"], train["grad_accum"]) == want
+        assert train["batch_size"] <= MICRO_BATCH and train["batch_size"] * train["grad_accum"] == per_step

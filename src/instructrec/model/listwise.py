@@ -26,7 +26,7 @@ from instructrec.errors import DataError, ModelError
 from instructrec.instructions.render import LETTERS
 from instructrec.model.backend import LoadedModel
 from instructrec.model.prompt import HistoryTrimmer, PromptEncoder, PromptSettings
-from instructrec.model.scoring import _forward_params, _pad
+from instructrec.model.scoring import PrefixCache, _forward_params, _pad, length_groups, prefix_forward
 
 HEADS = ("title", "listwise")
 """Ranking heads: `title` (the paper's title log-likelihood) and `listwise` (letter logits)."""
@@ -64,7 +64,8 @@ class ListwiseScorer:
     """How the instructions this scorer reads list their candidates (`instructions.render`)."""
 
     def __init__(self, model: LoadedModel, prompt: PromptSettings | None = None,
-                 history_trimmer: HistoryTrimmer | None = None, batch_size: int = 8) -> None:
+                 history_trimmer: HistoryTrimmer | None = None, batch_size: int = 8,
+                 prefix_cache: PrefixCache | None = None) -> None:
         if model.kind != "causal":
             raise ModelError("the listwise head scores causal (decoder-only) models; use the title head for seq2seq")
         self.loaded, self.model = model, model.model
@@ -72,7 +73,13 @@ class ListwiseScorer:
         self.label_ids = torch.tensor(label_token_ids(self.encoder))
         self.batch_size = batch_size
         self.pad_id = model.tokenizer.pad_token_id
-        self._keep_last = "logits_to_keep" in _forward_params(self.model)
+        params = _forward_params(self.model)
+        self._keep_last = "logits_to_keep" in params
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        self.prefix_cache = prefix_cache
+        """Reuse of recent prompts' KV caches (`PrefixCache`): a known user's next prompt runs only
+        the tokens after its chat header and history (the request, the candidate list, the answer
+        hint); None: every prompt is run whole."""
 
     @property
     def truncated(self) -> int:
@@ -97,22 +104,26 @@ class ListwiseScorer:
         for i, n in enumerate(counts):
             if not 1 <= n <= len(LETTERS):
                 raise DataError(f"instruction {i} has {n} candidates; the listwise head ranks 1 to {len(LETTERS)}")
-        out: list[np.ndarray] = []
+        out: list[np.ndarray] = [np.empty(0)] * len(instructions)
+        prompts = [self.encoder.prompt_ids(t) for t in instructions]
         was_training = self.model.training
         self.model.eval()
         try:
             with torch.inference_mode():
-                for start in range(0, len(instructions), self.batch_size):
-                    group = range(start, min(start + self.batch_size, len(instructions)))
-                    logits = self.answer_logits([self.encoder.prompt_ids(instructions[i]) for i in group])
+                for group in length_groups([len(p) for p in prompts], self.batch_size):
+                    logits = self.answer_logits([prompts[i] for i in group])
                     for row, i in enumerate(group):
-                        out.append(F.log_softmax(logits[row, : counts[i]], dim=-1).double().numpy())
+                        out[i] = F.log_softmax(logits[row, : counts[i]], dim=-1).double().numpy()
         finally:
             self.model.train(was_training)
         return out
 
     def answer_logits(self, prompts: list[list[int]]) -> torch.Tensor:
         """(len(prompts), len(LETTERS)) letter logits at each prompt's answer position."""
+        if self.prefix_cache is not None:
+            out, _ = prefix_forward(self.model, prompts, self.prefix_cache, self.pad_id,
+                                    cache_kw=self._cache_kw, keep_last=self._keep_last)
+            return out.logits[:, -1].float().cpu()[:, self.label_ids]
         ids, mask = _pad(prompts, self.pad_id, left=True)  # left padding: the last position is the answer's
         ids, mask = ids.to(self.device), mask.to(self.device)
         pos = (mask.cumsum(-1) - 1).clamp(min=0)
@@ -121,13 +132,15 @@ class ListwiseScorer:
         return out.logits[:, -1].float().cpu()[:, self.label_ids]
 
 
-def make_scorer(model: LoadedModel, prompt: PromptSettings | None = None, **scoring: Any) -> Any:
+def make_scorer(model: LoadedModel, prompt: PromptSettings | None = None,
+                prefix_cache: PrefixCache | None = None, **scoring: Any) -> Any:
     """The scorer of the head the model was trained with (`LoadedModel.head`): `ListwiseScorer` or
-    the paper's `CandidateScorer` (`scoring`: its `ScoringSettings` fields)."""
+    the paper's `CandidateScorer` (`scoring`: its `ScoringSettings` fields), reusing `prefix_cache`
+    (causal models) when given."""
     if model.head == "listwise":
-        return ListwiseScorer(model, prompt)
+        return ListwiseScorer(model, prompt, prefix_cache=prefix_cache)
     if model.head != "title":
         raise ModelError(f"unknown ranking head {model.head!r}; expected one of {', '.join(HEADS)}")
     from instructrec.model.scoring import CandidateScorer, ScoringSettings
 
-    return CandidateScorer(model, ScoringSettings(**scoring) if scoring else None, prompt)
+    return CandidateScorer(model, ScoringSettings(**scoring) if scoring else None, prompt, prefix_cache=prefix_cache)

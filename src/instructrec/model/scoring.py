@@ -10,7 +10,8 @@ explicit position ids, so padding does not shift positions). `naive_scores` is t
 A `PrefixCache` (causal models, opt-in: the server) keeps the KV cache of recent prompts: a new
 prompt whose first tokens equal a stored prompt's (the same user's chat header, task statement and
 history, with another request and other candidates after them) reuses those keys and values and
-runs only the tokens after the shared part.
+runs only the tokens after the shared part. `prefix_forward` is that forward pass, shared by this
+head and the listwise head (`model.listwise`), whose cached path is the fast path of a server.
 """
 
 from __future__ import annotations
@@ -76,6 +77,14 @@ def _pad(seqs: Sequence[Sequence[int]], pad_id: int, left: bool) -> tuple[torch.
             ids[i, : len(s)] = torch.tensor(s)
             mask[i, : len(s)] = 1
     return ids, mask
+
+
+def length_groups(lengths: Sequence[int], size: int) -> list[list[int]]:
+    """Indices in groups of at most `size`, prompts of similar length together: a group is padded
+    to its longest prompt, so sorting first computes fewer padding tokens (each row's scores are
+    those it gets alone, so the order changes no result)."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [order[start : start + size] for start in range(0, len(order), size)]
 
 
 def _shared_length(a: np.ndarray, b: np.ndarray) -> int:
@@ -163,6 +172,49 @@ class PrefixCache:
             self._entries.popitem(last=False)
 
 
+def prefix_forward(model: Any, prompts: list[list[int]], cache: PrefixCache, pad_id: int, *,
+                   cache_kw: str = "past_key_values", keep_last: bool = True) -> tuple[Any, torch.Tensor]:
+    """The causal `model`'s forward pass over `prompts` with their shared first tokens taken from
+    `cache` (and every prompt's full KV cache stored back); returns the model output (logits at the
+    last position, which is every row's last real token: the new parts are left-padded; the full
+    KV cache) and its (batch, width) attention mask. Used by both ranking heads.
+
+    Row layout: [padding, cached part, padding, new part], the mask zero on padding and the
+    positions counted over real tokens only, so each row computes what it would alone."""
+    dev = next(model.parameters()).device
+    found = [cache.lookup(p) for p in prompts]
+    width = max(n for _, n in found)
+    new_ids, new_mask = _pad([p[n:] for p, (_, n) in zip(prompts, found, strict=True)], pad_id, left=True)
+    new_ids, new_mask = new_ids.to(dev), new_mask.to(dev)
+    past_mask = torch.zeros((len(prompts), width), dtype=torch.long, device=dev)
+    for i, (_, n) in enumerate(found):
+        past_mask[i, width - n :] = 1
+    kwargs: dict[str, Any] = {}
+    if width:
+        shapes = cache.past(next(k for k, _ in found if k is not None), 1)  # dtype and head shapes
+        layers = []
+        for layer, (k0, v0) in enumerate(shapes):
+            keys = k0.new_zeros((len(prompts), k0.shape[1], width, k0.shape[3]))
+            values = v0.new_zeros((len(prompts), v0.shape[1], width, v0.shape[3]))
+            for i, (key, n) in enumerate(found):
+                if key is not None:
+                    k, v = cache.past(key, n)[layer]
+                    keys[i, :, width - n :], values[i, :, width - n :] = k[0], v[0]
+            layers.append((keys, values))
+        kwargs[cache_kw] = _make_cache(layers)
+    mask = torch.cat([past_mask, new_mask], dim=1)
+    pos = past_mask.sum(-1, keepdim=True) + (new_mask.cumsum(-1) - 1).clamp(min=0)
+    kwargs.update(input_ids=new_ids, attention_mask=mask, position_ids=pos, use_cache=True)
+    out = model(**kwargs, logits_to_keep=1) if keep_last else model(**kwargs)
+    full = _cache_layers(getattr(out, "cache", None) or out.past_key_values)
+    for i, (prompt, (key, n)) in enumerate(zip(prompts, found, strict=True)):
+        real = mask[i].nonzero().squeeze(1)
+        cache.store(prompt, [(k[i : i + 1, :, real].clone(), v[i : i + 1, :, real].clone()) for k, v in full], key, n)
+        cache.tokens_seen += len(prompt)
+        cache.tokens_reused += n
+    return out, mask
+
+
 def _reduce(token_logprobs: torch.Tensor, mask: torch.Tensor, normalize: Normalize) -> torch.Tensor:
     total = (token_logprobs * mask).sum(-1)
     return total / mask.sum(-1) if normalize == "mean" else total
@@ -224,18 +276,18 @@ class CandidateScorer:
         for i, cands in enumerate(candidates):
             if len(cands) == 0:
                 raise DataError(f"instruction {i} has an empty candidate list; pass at least one candidate")
-        out: list[np.ndarray] = []
-        step = self.settings.instruction_batch_size
+        out: list[np.ndarray] = [np.empty(0)] * len(instructions)
+        all_prompts = [self.encoder.prompt_ids(t) for t in instructions]
         was_training = self.model.training
         self.model.eval()
         try:
             with torch.inference_mode():
-                for start in range(0, len(instructions), step):
-                    group = slice(start, start + step)
-                    prompts = [self.encoder.prompt_ids(t) for t in instructions[group]]
-                    answers = [[self.encoder.answer_ids(c) for c in cands] for cands in candidates[group]]
+                for group in length_groups([len(p) for p in all_prompts], self.settings.instruction_batch_size):
+                    prompts = [all_prompts[i] for i in group]
+                    answers = [[self.encoder.answer_ids(c) for c in candidates[i]] for i in group]
                     run = self._score_causal if self.kind == "causal" else self._score_seq2seq
-                    out.extend(run(prompts, answers, normalize))
+                    for i, scores in zip(group, run(prompts, answers, normalize), strict=True):
+                        out[i] = scores
         finally:
             self.model.train(was_training)
         return out
@@ -269,7 +321,8 @@ class CandidateScorer:
     def _score_causal(self, prompts: list[list[int]], answers: list[list[list[int]]], normalize: Normalize) -> list[np.ndarray]:
         dev = self.device
         if self.prefix_cache is not None:
-            out, mask = self._prefix_forward(prompts)
+            out, mask = prefix_forward(self.model, prompts, self.prefix_cache, self.pad_id,
+                                       cache_kw=self._cache_kw, keep_last=self._keep_last)
         else:
             ids, mask = _pad(prompts, self.pad_id, left=True)
             ids, mask = ids.to(dev), mask.to(dev)
@@ -307,53 +360,6 @@ class CandidateScorer:
             token_lp[:, 1:][cmask[:, 1:].bool()] = rest
             flat.extend(_reduce(token_lp, cmask.float(), normalize).tolist())
         return self._split(flat, answers)
-
-    def _prefix_forward(self, prompts: list[list[int]]) -> tuple[Any, torch.Tensor]:
-        """The prompts' forward pass with their shared prefixes taken from `prefix_cache`; returns
-        the model output (last-position logits, the full KV cache) and its (batch, width) mask.
-
-        Row layout: [padding, cached part, padding, new part], the mask zero on padding and the
-        positions counted over real tokens only, so each row computes what it would alone."""
-        cache_store = self.prefix_cache
-        assert cache_store is not None
-        dev = self.device
-        found = [cache_store.lookup(p) for p in prompts]
-        width = max(n for _, n in found)
-        new_ids, new_mask = _pad([p[n:] for p, (_, n) in zip(prompts, found, strict=True)], self.pad_id, left=True)
-        new_ids, new_mask = new_ids.to(dev), new_mask.to(dev)
-        past_mask = torch.zeros((len(prompts), width), dtype=torch.long, device=dev)
-        for i, (_, n) in enumerate(found):
-            past_mask[i, width - n :] = 1
-        kwargs: dict[str, Any] = {}
-        if width:
-            layers = []
-            for layer, (k0, v0) in enumerate(self._layer_shapes(found)):
-                keys = k0.new_zeros((len(prompts), k0.shape[1], width, k0.shape[3]))
-                values = v0.new_zeros((len(prompts), v0.shape[1], width, v0.shape[3]))
-                for i, (key, n) in enumerate(found):
-                    if key is not None:
-                        k, v = cache_store.past(key, n)[layer]
-                        keys[i, :, width - n :], values[i, :, width - n :] = k[0], v[0]
-                layers.append((keys, values))
-            kwargs[self._cache_kw] = _make_cache(layers)
-        mask = torch.cat([past_mask, new_mask], dim=1)
-        pos = past_mask.sum(-1, keepdim=True) + (new_mask.cumsum(-1) - 1).clamp(min=0)
-        kwargs.update(input_ids=new_ids, attention_mask=mask, position_ids=pos, use_cache=True)
-        out = self.model(**kwargs, logits_to_keep=1) if self._keep_last else self.model(**kwargs)
-        full = _cache_layers(getattr(out, "cache", None) or out.past_key_values)
-        for i, (prompt, (key, n)) in enumerate(zip(prompts, found, strict=True)):
-            real = mask[i].nonzero().squeeze(1)
-            cache_store.store(prompt, [(k[i : i + 1, :, real].clone(), v[i : i + 1, :, real].clone()) for k, v in full],
-                              key, n)
-            cache_store.tokens_seen += len(prompt)
-            cache_store.tokens_reused += n
-        return out, mask
-
-    def _layer_shapes(self, found: list[tuple[int | None, int]]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """One stored entry's per-layer tensors (for dtype and head shapes)."""
-        assert self.prefix_cache is not None
-        key = next(k for k, _ in found if k is not None)
-        return self.prefix_cache.past(key, 1)
 
     def _score_seq2seq(self, prompts: list[list[int]], answers: list[list[list[int]]], normalize: Normalize) -> list[np.ndarray]:
         dev = self.device

@@ -140,8 +140,6 @@ class Recommender:
         """Keep the KV cache of the last `entries` prompts and reuse their shared first tokens (a
         known user's chat header, task statement and history) in later requests; 0 turns it off.
         For a server: one-shot use gains nothing from it."""
-        if not hasattr(self.scorer, "prefix_cache"):  # the listwise head: one forward, nothing to reuse yet
-            return
         self.scorer.prefix_cache = PrefixCache(entries) if entries > 0 and self.model.kind == "causal" else None
 
     # -- lookups -----------------------------------------------------------------------------
