@@ -258,6 +258,18 @@ def follow_constraints(dataset: Dataset, cases: list[tuple[str, str | None, str,
             "nothing_matches_when_unsatisfiable": f"{nothing_ok}/{nothing_total}", "constraint_cases": per_case}
 
 
+def own_next_item(dataset: Dataset, user: int) -> tuple[list[str], int, str] | None:
+    """The user's history before their validation item (as item ids), that item, and a request
+    naming its first category; None where there is no history or no category."""
+    seq = dataset.sequences[user]
+    hist, target = seq[:-2], int(seq[-2])
+    cats = dataset.items["categories"].iloc[target]
+    genre = sorted(str(c) for c in (cats if cats is not None else ()))
+    if not len(hist) or not genre:
+        return None
+    return [str(dataset.item_ids[i]) for i in hist], target, genre[0].lower()
+
+
 def share_sweep(name: str, dataset: Dataset, requests: list[Request], rec: Recommender, shares: list[float],
                 users: list[int], personal_users: list[int], k: int, psearch_hr1: float,
                 emit: Any = None) -> list[dict[str, Any]]:
@@ -268,19 +280,17 @@ def share_sweep(name: str, dataset: Dataset, requests: list[Request], rec: Recom
     filled from the request alone would lose). psearch HR@1 ranks given candidates (no pool) and is
     the same for every share: recorded once."""
     out = []
-    cats = dataset.items["categories"]
     for share in shares:
         rec.settings.request_share = share
         started = time.monotonic()
         got = follow_requests(dataset, requests, users, "recommender", k, rec=rec)
         hits, pool_share = [], []
         for u in personal_users:
-            seq = dataset.sequences[u]
-            hist, target = seq[:-2], int(seq[-2])
-            genre = sorted(str(c) for c in (cats.iloc[target] if cats.iloc[target] is not None else ()))
-            if not len(hist) or not genre:
+            asked = own_next_item(dataset, u)
+            if asked is None:
                 continue
-            result = rec.recommend(history=[str(dataset.item_ids[i]) for i in hist], request=genre[0].lower(), k=k)
+            hist, target, genre = asked
+            result = rec.recommend(history=hist, request=genre, k=k)
             hits.append(str(dataset.item_ids[target]) in {it.item_id for it in result.items})
             if result.pool.get("size"):
                 pool_share.append(result.pool["from_request"] / result.pool["size"])
@@ -376,12 +386,11 @@ def pool_sweep(name: str, dataset: Dataset, requests: list[Request], rec: Recomm
                 pool = getattr(prep, "pool", [])
                 precision.append(float(np.mean([req.genre in set(cats.iloc[i]) for i in pool])) if pool else 0.0)
         for u in personal_users:
-            seq = dataset.sequences[u]
-            hist, target = seq[:-2], int(seq[-2])
-            genre = sorted(str(c) for c in (cats.iloc[target] if cats.iloc[target] is not None else ()))
-            if not len(hist) or not genre:
+            asked = own_next_item(dataset, u)
+            if asked is None:
                 continue
-            prep = rec._prepare(history=[str(dataset.item_ids[i]) for i in hist], request=genre[0].lower(), k=10)
+            hist, target, genre = asked
+            prep = rec._prepare(history=hist, request=genre, k=10)
             hits.append(target in set(getattr(prep, "pool", [])))
         out.append({"dataset": name, "stage": "pool", "request_share": share,
                     "pool_precision": round(float(np.mean(precision)), 4),
