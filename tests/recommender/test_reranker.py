@@ -173,3 +173,15 @@ def test_reranker_settings_round_trip(parts):
     out = reranker.rerank(Query(np.array([0, 1]), Aspects.parse("P1,I0,T3")), ItemList.of([3, 4, 5]))
     assert len(out) == 3 and np.isnan(out.columns["llm"]).all()  # no LLM: the first stage ranks
     assert reranker.with_fusion({"P1,I0,T3": 0.2}).settings.fusion == {"P1,I0,T3": 0.2}
+
+
+def test_a_saved_retriever_removes_the_checkpoint_a_killed_run_left(parts, tmp_path):
+    """Killed between saving a fitted SASRec and removing its training checkpoint, a rerun loads
+    the saved model and removes the spent checkpoint (nothing left over after the resume)."""
+    dataset, split, _, _ = parts
+    params = {"sasrec": {"epochs": 1, "hidden": 16, "max_len": 8, "seed": 0}}
+    RetrieverStore(dataset, split, tmp_path, params)("sasrec")
+    assert (tmp_path / "sasrec" / "settings.json").exists() and not (tmp_path / ".sasrec.checkpoint.pt").exists()
+    (tmp_path / ".sasrec.checkpoint.pt").write_bytes(b"left by a killed run")
+    RetrieverStore(dataset, split, tmp_path, params)("sasrec")
+    assert not (tmp_path / ".sasrec.checkpoint.pt").exists()

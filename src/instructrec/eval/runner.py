@@ -91,6 +91,9 @@ class RetrieverStore:
                 raise InstructRecError(f"{path} was fitted on a dataset with {model.n_items} items, this one has "
                                        f"{self.dataset.n_items}; use another --models folder or --refit.")
             logger.info("loaded %s from %s", name, path)
+            # a run killed between saving the model and removing its training checkpoint leaves
+            # the checkpoint: the model is complete, so the checkpoint is spent
+            (path.parent / f".{name}.checkpoint.pt").unlink(missing_ok=True)
         else:
             params = dict(self.params.get(name, {}))
             _import_all()
