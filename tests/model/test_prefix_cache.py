@@ -32,14 +32,7 @@ def test_cached_history_scores_as_uncached(tiny, batch):
     cache = PrefixCache(max_entries=4)
     cached = CandidateScorer(tiny, settings, prefix_cache=cache)
     texts, cands = [r[0] for r in REQUESTS], [r[1] for r in REQUESTS]
-    want = plain.score(texts, cands)
-    # twice through the cache: the second round finds every prompt's history (and more) stored
-    for _ in range(2):
-        got = cached.score(texts, cands)
-        for g, w in zip(got, want, strict=True):
-            np.testing.assert_allclose(g, w, atol=1e-4, rtol=0)
-    history_tokens = len(cached.encoder.prompt_ids(HISTORY)) - 2
-    assert cache.tokens_reused >= 3 * history_tokens  # the later requests did reuse the history
+    _assert_cached_scores_as_uncached(cached, cache, texts, cands, plain.score(texts, cands))
     assert len(cache) <= 4
 
 
@@ -54,6 +47,18 @@ def test_prefix_cache_replaces_a_users_previous_prompt_and_stays_bounded(tiny):
     assert len(cache) == 2  # least recently used left
     key, shared = cache.lookup(scorer.encoder.prompt_ids(REQUESTS[2][0]))
     assert key is None and shared == 0  # the first user's entry was the one evicted
+
+
+def _assert_cached_scores_as_uncached(cached, cache, texts, cands, want) -> None:
+    """Twice through the cache (the second round finds every prompt's history, and more, stored):
+    the scores equal the uncached ones within 1e-4, and the later requests reused the history
+    (only what follows it was computed)."""
+    for _ in range(2):
+        got = cached.score(texts, cands)
+        for g, w in zip(got, want, strict=True):
+            np.testing.assert_allclose(g, w, atol=1e-4, rtol=0)
+    history_tokens = len(cached.encoder.prompt_ids(HISTORY)) - 2
+    assert cache.tokens_reused >= 3 * history_tokens
 
 
 def test_bad_prefix_cache_size_is_one_clear_error():
@@ -73,10 +78,5 @@ def test_listwise_cached_history_scores_as_uncached(tiny, batch):
     want = ListwiseScorer(tiny, batch_size=batch).score(texts, cands)
     cache = PrefixCache(max_entries=4)
     cached = ListwiseScorer(tiny, batch_size=batch, prefix_cache=cache)
-    for _ in range(2):
-        got = cached.score(texts, cands)
-        for g, w in zip(got, want, strict=True):
-            np.testing.assert_allclose(g, w, atol=1e-4, rtol=0)
-    history_tokens = len(cached.encoder.prompt_ids(HISTORY)) - 2
-    assert cache.tokens_reused >= 3 * history_tokens  # only what follows the history was computed
+    _assert_cached_scores_as_uncached(cached, cache, texts, cands, want)
     assert cache.tokens_seen > cache.tokens_reused

@@ -26,7 +26,13 @@ from instructrec.errors import DataError, ModelError
 from instructrec.instructions.render import LETTERS
 from instructrec.model.backend import LoadedModel
 from instructrec.model.prompt import HistoryTrimmer, PromptEncoder, PromptSettings
-from instructrec.model.scoring import PrefixCache, _forward_params, _pad, length_groups, prefix_forward
+from instructrec.model.scoring import (
+    PrefixCache,
+    PromptScorer,
+    _forward_params,
+    length_groups,
+    prompt_forward,
+)
 
 HEADS = ("title", "listwise")
 """Ranking heads: `title` (the paper's title log-likelihood) and `listwise` (letter logits)."""
@@ -52,7 +58,7 @@ def label_token_ids(encoder: PromptEncoder, n: int = len(LETTERS)) -> list[int]:
     return ids
 
 
-class ListwiseScorer:
+class ListwiseScorer(PromptScorer):
     """Scores of the candidates of letter-labelled instructions from one forward per instruction.
 
     Same call as `CandidateScorer.score` (the titles only give the candidate count: the instruction
@@ -81,18 +87,6 @@ class ListwiseScorer:
         the tokens after its chat header and history (the request, the candidate list, the answer
         hint); None: every prompt is run whole."""
 
-    @property
-    def truncated(self) -> int:
-        return self.encoder.truncated
-
-    def would_truncate(self, instruction: str) -> bool:
-        """Whether scoring `instruction` cuts its history to fit `max_prompt_tokens`."""
-        return len(self.encoder.render(instruction)) > self.encoder.settings.max_prompt_tokens
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
     def score(self, instructions: Sequence[str], candidates: Sequence[Sequence[str]],
               normalize: Any = None) -> list[np.ndarray]:
         """Per instruction, the log-probability of each candidate's letter among the candidates'
@@ -120,15 +114,8 @@ class ListwiseScorer:
 
     def answer_logits(self, prompts: list[list[int]]) -> torch.Tensor:
         """(len(prompts), len(LETTERS)) letter logits at each prompt's answer position."""
-        if self.prefix_cache is not None:
-            out, _ = prefix_forward(self.model, prompts, self.prefix_cache, self.pad_id,
-                                    cache_kw=self._cache_kw, keep_last=self._keep_last)
-            return out.logits[:, -1].float().cpu()[:, self.label_ids]
-        ids, mask = _pad(prompts, self.pad_id, left=True)  # left padding: the last position is the answer's
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        pos = (mask.cumsum(-1) - 1).clamp(min=0)
-        kwargs = {"input_ids": ids, "attention_mask": mask, "position_ids": pos, "use_cache": False}
-        out = self.model(**kwargs, logits_to_keep=1) if self._keep_last else self.model(**kwargs)
+        out, _ = prompt_forward(self.model, prompts, self.pad_id, prefix_cache=self.prefix_cache,
+                                cache_kw=self._cache_kw, keep_last=self._keep_last, use_cache=False)
         return out.logits[:, -1].float().cpu()[:, self.label_ids]
 
 

@@ -215,12 +215,48 @@ def prefix_forward(model: Any, prompts: list[list[int]], cache: PrefixCache, pad
     return out, mask
 
 
+def prompt_forward(model: Any, prompts: list[list[int]], pad_id: int, *, prefix_cache: PrefixCache | None = None,
+                   cache_kw: str = "past_key_values", keep_last: bool = True,
+                   use_cache: bool = True) -> tuple[Any, torch.Tensor]:
+    """The causal `model`'s forward pass over left-padded `prompts` (every row's last position is
+    its last real token), through `prefix_cache` when given (`prefix_forward`); returns the model
+    output and its attention mask. The one prompt pass of both ranking heads."""
+    if prefix_cache is not None:
+        return prefix_forward(model, prompts, prefix_cache, pad_id, cache_kw=cache_kw, keep_last=keep_last)
+    dev = next(model.parameters()).device
+    ids, mask = _pad(prompts, pad_id, left=True)
+    ids, mask = ids.to(dev), mask.to(dev)
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)  # padding does not shift positions
+    kwargs = {"input_ids": ids, "attention_mask": mask, "position_ids": pos, "use_cache": use_cache}
+    return (model(**kwargs, logits_to_keep=1) if keep_last else model(**kwargs)), mask
+
+
+class PromptScorer:
+    """What both ranking heads share: the prompt encoder's truncation count and check, the device."""
+
+    encoder: PromptEncoder
+    model: Any
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def truncated(self) -> int:
+        """Instructions whose history was cut to fit the context (also logged as warnings)."""
+        return self.encoder.truncated
+
+    def would_truncate(self, instruction: str) -> bool:
+        """Whether scoring `instruction` cuts its history to fit `max_prompt_tokens`."""
+        return len(self.encoder.render(instruction)) > self.encoder.settings.max_prompt_tokens
+
+
 def _reduce(token_logprobs: torch.Tensor, mask: torch.Tensor, normalize: Normalize) -> torch.Tensor:
     total = (token_logprobs * mask).sum(-1)
     return total / mask.sum(-1) if normalize == "mean" else total
 
 
-class CandidateScorer:
+class CandidateScorer(PromptScorer):
     """Log-likelihood of each candidate title given its instruction.
 
     >>> scorer = CandidateScorer(load_model("default"))
@@ -247,19 +283,6 @@ class CandidateScorer:
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
         self._can_keep = supports_masked_logits(self.model)
         self._keep_last = "logits_to_keep" in params
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    @property
-    def truncated(self) -> int:
-        """Instructions whose history was cut to fit the context (also logged as warnings)."""
-        return self.encoder.truncated
-
-    def would_truncate(self, instruction: str) -> bool:
-        """Whether scoring `instruction` cuts its history to fit `max_prompt_tokens`."""
-        return len(self.encoder.render(instruction)) > self.encoder.settings.max_prompt_tokens
 
     def score(
         self,
@@ -320,15 +343,8 @@ class CandidateScorer:
 
     def _score_causal(self, prompts: list[list[int]], answers: list[list[list[int]]], normalize: Normalize) -> list[np.ndarray]:
         dev = self.device
-        if self.prefix_cache is not None:
-            out, mask = prefix_forward(self.model, prompts, self.prefix_cache, self.pad_id,
-                                       cache_kw=self._cache_kw, keep_last=self._keep_last)
-        else:
-            ids, mask = _pad(prompts, self.pad_id, left=True)
-            ids, mask = ids.to(dev), mask.to(dev)
-            pos = (mask.cumsum(-1) - 1).clamp(min=0)
-            kwargs = {"input_ids": ids, "attention_mask": mask, "position_ids": pos, "use_cache": True}
-            out = self.model(**kwargs, logits_to_keep=1) if self._keep_last else self.model(**kwargs)
+        out, mask = prompt_forward(self.model, prompts, self.pad_id, prefix_cache=self.prefix_cache,
+                                   cache_kw=self._cache_kw, keep_last=self._keep_last)
         lengths = mask.sum(-1)
         first_logprobs = F.log_softmax(out.logits[:, -1].float(), dim=-1)  # predicts each answer's first token
         cache = getattr(out, "cache", None) or out.past_key_values
