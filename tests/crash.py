@@ -109,11 +109,15 @@ def _listing(root: Path, limit: int = 8) -> list[str]:
     if not root.exists():
         return []
     stamped = []
-    for p in root.rglob("*"):
-        try:
-            stamped.append((p.stat().st_mtime_ns, str(p.relative_to(root))))
-        except OSError:  # removed or renamed meanwhile
-            continue
+    # os.walk, not rglob: the watched process renames temporary folders while this lists them,
+    # and os.walk skips a folder that vanished instead of raising (rglob's scandir raises)
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            p = Path(folder, name)
+            try:
+                stamped.append((p.stat().st_mtime_ns, str(p.relative_to(root))))
+            except OSError:  # removed or renamed meanwhile
+                continue
     stamped.sort()
     more = len(stamped) - limit
     return ([f"({more} older)"] if more > 0 else []) + [rel for _, rel in stamped[-limit:]]
