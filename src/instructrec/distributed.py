@@ -63,12 +63,25 @@ def device() -> str:
 
 
 def _init() -> None:
-    """Join the process group (once)."""
+    """Join the process group (once), and leave it when the process ends."""
     global _state
     if _state is None:
+        import atexit
+
         from accelerate import PartialState
 
         _state = PartialState()
+        atexit.register(_leave)
+
+
+def _leave() -> None:
+    """Destroy the process group before the interpreter exits: a rank that leaves with the gloo
+    group alive can abort in its C++ teardown ("terminate called without an active exception",
+    SIGABRT), which fails the whole launch although every rank finished its work."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def barrier() -> None:

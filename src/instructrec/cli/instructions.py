@@ -117,13 +117,13 @@ def build_cmd(
         stats = build_instructions(dataset, library, chosen, parse_mix(mix), split, seed, out, settings,
                                    overwrite=overwrite,
                                    progress=lambda done, total: bar.update(task, completed=done, total=total))
-    if not distributed.is_main():
-        return
-    summary = {"examples": stats["examples"], "shards": stats["shards"], "teacher": stats["teacher"],
-               "teacher fallbacks": stats["teacher_fallbacks"], "teacher failures": stats["teacher_failures"]}
-    console.print(stats_table(f"{out} ({split}, seed {seed})", summary))
-    console.print(stats_table("per task form", stats.get("per_task", {})))
-    console.print(stats_table("teacher sources", stats.get("per_teacher_source", {})))
+    if distributed.is_main():
+        summary = {"examples": stats["examples"], "shards": stats["shards"], "teacher": stats["teacher"],
+                   "teacher fallbacks": stats["teacher_fallbacks"], "teacher failures": stats["teacher_failures"]}
+        console.print(stats_table(f"{out} ({split}, seed {seed})", summary))
+        console.print(stats_table("per task form", stats.get("per_task", {})))
+        console.print(stats_table("teacher sources", stats.get("per_teacher_source", {})))
+    distributed.barrier()  # every rank leaves the process group together (see distributed._leave)
 
 
 def read_records(folder: Path) -> list[dict]:
