@@ -118,6 +118,8 @@ def test_llm_memo_is_bounded_and_exact(parts):
     texts = ["I like puzzle games. Pick one: 1. A 2. B", "I like racing. Pick one: 1. A 2. B", "x y z"]
     first = memo(texts, [["Block Drop Puzzle", "Turbo Kart Racing"]] * 3)
     assert len(memo._memo) == 2
+    hit = memo(texts[2:], [["Block Drop Puzzle", "Turbo Kart Racing"]])  # still memoised: the stored scores
+    np.testing.assert_array_equal(hit[0], first[2])
     again = memo(texts[:1], [["Block Drop Puzzle", "Turbo Kart Racing"]])  # evicted: scored again, alone
     # a batch of one and a batch of three differ in the last fp32 bit (1.2e-7 seen in CI), not more
     np.testing.assert_allclose(first[0], again[0], rtol=1e-5, atol=1e-6)
