@@ -121,7 +121,8 @@ def _both(*checks: Any) -> Any:
 
 AMAZON_CONSTRAINT_REQUESTS = [
     ("a video game for PS4", "Video Games", "title names the PS4", _T(r"ps4|playstation\s*4")),
-    ("something to play on my Nintendo Switch", "Video Games", "title names the Switch", _T(r"switch")),
+    ("something to play on my Nintendo Switch", "Video Games", "title names the Switch or its Joy-Con",
+     _T(r"switch|joy-?cons?\b")),  # "Nintendo Joy-Con (L/R)": Switch controllers, the title omits "Switch"
     ("an Xbox One controller", None, "title names the Xbox One", _T(r"xbox\s*one")),
     ("a game for the Wii U", None, "title names the Wii U", _T(r"wii\s*u\b")),
     ("a PS Vita game", None, "title names the PS Vita", _T(r"(?:ps|playstation)\s*vita")),  # "vita" alone: vitamins

@@ -163,6 +163,25 @@ def test_platforms_brands_and_exclusions(games):
     assert c.platforms == () and c.ignored == ("a platform (this catalogue's items name none)",)
 
 
+
+def test_a_bare_capitalised_maker_that_leads_titles_is_a_brand():
+    """Store titles lead with the maker where the brand field is empty ("a Samsung phone case"); a
+    word that leads fewer than three titles, a lower-case word and a sentence's article are not read."""
+    titles = ["Samsung Galaxy Case Blue", "SAMSUNG Wall Charger", "Samsung Galaxy Case Clear",
+              "Spigen Case for Samsung Galaxy", "Spigen Case for iPhone", "Clear Case for iPhone",
+              "Travel Mug", "Travel Bag"]
+    items = pd.DataFrame({"item_id": [f"p{i}" for i in range(len(titles))], "title": titles,
+                          "categories": [["Cell Phones & Accessories"]] * 6 + [["Home"]] * 2, "brand": [None] * 8})
+    inter = pd.DataFrame({"user_id": ["u"] * 2, "item_id": ["p6", "p7"], "timestamp": [0, 1]})
+    cat = Catalogue(Dataset.from_frames(items, inter, source="toy"))
+    assert _read(cat, "a Samsung phone case") == (
+        ["category Cell Phones & Accessories ('phone case')", "brand Samsung"], [0, 1, 2, 3])
+    assert _read(cat, "Samsung chargers")[0] == ["brand Samsung"]  # the first word may be the name
+    assert _read(cat, "a phone case, nothing from Samsung")[1] == [4, 5]
+    assert _read(cat, "a Spigen case")[0] == []  # "Spigen" leads two titles only
+    assert _read(cat, "a samsung phone case")[0] == ["category Cell Phones & Accessories ('phone case')"]
+    assert _read(cat, "A Travel mug")[0] == []  # "Travel" leads two titles; "A" is an article
+
 def films_dataset() -> Dataset:
     items = pd.DataFrame({"item_id": [str(i) for i in range(len(FILMS))], "title": [f[0] for f in FILMS],
                           "categories": [f[1] for f in FILMS], "year": [f[2] for f in FILMS]})
@@ -206,3 +225,14 @@ def test_platform_or_price_filters_that_leave_nothing_say_so(store_rec):
         assert result.items == [] and result.nothing_matches, request
         assert named in result.constraints
         assert any(n.startswith("nothing in the catalogue matches") and named in n for n in result.notes)
+
+
+
+def test_a_platform_and_a_price_bound_together_keep_both(store_rec, games):
+    """Every user asking for a PS4 game under $20 gets exactly the PS4 items at or below $20 that
+    they have not played (g0 $19, g3 $15), whatever their history."""
+    for u in range(6):
+        result = store_rec.recommend(user_id=f"u{u}", request="a PS4 game under $20", k=5)
+        seen = {str(games.item_ids[i]) for i in games.sequences[u]}
+        assert sorted(it.item_id for it in result.items) == sorted({"g0", "g3"} - seen), u
+        assert {"platform PlayStation 4 ('ps4')", "price <= $20.00"} <= set(result.constraints)

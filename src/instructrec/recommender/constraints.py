@@ -14,9 +14,11 @@
   (below the catalogue's, or the previous answer's, median price), "expensive";
 * platforms where item texts name them (`lexicon.PLATFORMS`: "for PS4", "on my switch", "an Xbox
   game"; several named: any of them), and "not for PS4";
-* brands: a brand the catalogue's `brand` field holds, or a capitalised name after "by", "from" or
-  "made by" (or before "brand") that some item's title or brand carries ("a mouse from Logitech");
-  items whose brand is, or whose title names, that brand keep it; "nothing from Apple" excludes it;
+* brands: a brand the catalogue's `brand` field holds, a capitalised name after "by", "from" or
+  "made by" (or before "brand") that some item's title or brand carries ("a mouse from Logitech"),
+  or a bare capitalised word that begins at least `BRAND_LEAD_MIN` titles ("a Samsung phone case":
+  store titles lead with the maker, where a brand field is often empty); items whose brand is, or
+  whose title names, that brand keep it; "nothing from Apple" excludes it;
 * "not X" for any other word: the first word after a negation that is no category, platform or
   bound ("dog toys, not squeaky ones") leaves out items whose title says it.
 
@@ -66,6 +68,10 @@ _WORDS = re.compile(r"[\w'&-]+")
 PLATFORMS_MIN = 10
 """A catalogue reads platforms when at least this many item texts (or a quarter of a small
 catalogue's) name one: a film catalogue with one "Mac" in a title does not."""
+BRAND_LEAD_MIN = 3
+"""A bare capitalised request word is read as a brand when at least this many titles begin with it
+(case aside): "Samsung ..." leads store titles; a film title's first word rarely leads three."""
+_CAPITALISED = re.compile(r"(?<![\w'&.-])([A-Z][\w&'-]*[\w])")
 _BRAND_CUE = re.compile(r"\b(?:made by|by|from)\s+((?:[A-Z0-9][\w&'.-]*)(?:\s+[A-Z][\w&'.-]*){0,2})"
                         r"|\b([A-Z][\w&'.-]*(?:\s+[A-Z][\w&'.-]*){0,2})\s+(?:brand|branded)\b")
 _EXCLUDE_NEG = frozenset(["not", "no", "without", "except", "avoid", "exclude", "skip", "hate", "nothing", "never",
@@ -235,6 +241,15 @@ class Catalogue:
                              if isinstance(b, str) and len(b.strip()) > 2 and b.strip().casefold() not in _PSEUDO}
         """Brand (lower case) -> as the catalogue spells it."""
         self._brand_terms = [(_phrase(b), b) for b in sorted(self._brand_names, key=len, reverse=True)]
+        leads: dict[str, int] = {}
+        for t in dataset.titles:
+            first = _WORDS.match(str(t).strip())
+            if first and first.group(0)[:1].isupper():
+                key = first.group(0).casefold()
+                leads[key] = leads.get(key, 0) + 1
+        self._lead_brands = {w for w, n in leads.items() if n >= BRAND_LEAD_MIN and len(w) > 2
+                             and w not in EXCLUDE_STOPWORDS and not w.isdigit()}
+        """Title-leading words (lower case) that a bare capitalised request word may name as a brand."""
         years = self.year[np.isfinite(self.year)]
         prices = self.price[np.isfinite(self.price)]
         self.has_years, self.has_prices = len(years) > 0, len(prices) > 0
@@ -325,6 +340,15 @@ class Catalogue:
                 continue
             taken[span + 1:span + 1 + len(key)] = True
             found.append((span, _negated(low, span + 1), name))
+        for m in _CAPITALISED.finditer(text):  # "a Samsung phone case": a word many titles begin with
+            key = m.group(1).casefold()
+            if key not in self._lead_brands:
+                continue  # a request's first word too: the lead set holds no articles or stopwords
+            span = low.find(" " + key + " ")
+            if span < 0 or taken[span + 1:span + 1 + len(key)].any():
+                continue
+            taken[span + 1:span + 1 + len(key)] = True
+            found.append((span, _negated(low, span + 1), m.group(1)))
         found.sort()
         drop = list(dict.fromkeys(b for _, neg, b in found if neg))
         return list(dict.fromkeys(b for _, neg, b in found if not neg and b not in drop)), drop
