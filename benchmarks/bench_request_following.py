@@ -450,8 +450,8 @@ def run_dataset(name: str, dataset: Dataset, requests: list[Request], model: str
     cache.write_text(json.dumps({**cached, key: weights}, indent=2))
     rec_dir = work / "recommender"
     Recommender(dataset, load_model(model, device="cpu"), fitted["sasrec"], fitted["hybrid"],
-                RecommenderSettings(n_candidates=20, fusion=weights, request_share=args.shares[0])).save(
-                    rec_dir, model_source=model)
+                RecommenderSettings(model=model, n_candidates=20, fusion=weights, request_share=args.shares[0])).save(
+                    rec_dir, model_source=model if Path(model).is_dir() else None)  # `default`: kept as a reference
     rec = Recommender.load(rec_dir, device="cpu")  # what is measured is the saved recommender
     users = seeded_users(dataset, args.users, args.seed)
     hr1 = psearch(dataset, split, store, None, args.psearch_users, args.seed, RETRIEVERS)

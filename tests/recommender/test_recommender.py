@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from instructrec.errors import DataError
+from instructrec.errors import DataError, InstructRecError
 from instructrec.model.backend import load_model
 from instructrec.recommender import Recommender, RecommenderSettings
 
@@ -66,6 +66,14 @@ def test_save_load_round_trip(tuned, toy_parts, tmp_path):
     assert [i.item_id for i in a.items] == [i.item_id for i in b.items]
     np.testing.assert_allclose([i.score for i in a.items], [i.score for i in b.items], atol=1e-5)
     assert a.instruction == b.instruction
+
+
+def test_saving_with_a_model_source_that_is_no_folder_says_what_to_give(tuned, tmp_path):
+    (tmp_path / "rec").mkdir()
+    (tmp_path / "rec" / "kept.txt").write_text("earlier")
+    with pytest.raises(InstructRecError, match="not a model folder.*None to keep settings.model"):
+        tuned.save(tmp_path / "rec", model_source="default")
+    assert [p.name for p in (tmp_path / "rec").iterdir()] == ["kept.txt"]  # nothing written over
 
 
 def test_history_by_titles_and_bad_input(tuned, toy_dataset):

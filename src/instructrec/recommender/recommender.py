@@ -386,6 +386,10 @@ class Recommender:
         copied into model/; None keeps `settings.model` as a reference (e.g. `default`).
         """
         path = Path(path)
+        if model_source is not None and not Path(model_source).is_dir():
+            raise InstructRecError(
+                f"model_source {str(model_source)!r} is not a model folder; give the folder the model was loaded "
+                f"from, or None to keep settings.model ({self.settings.model!r}) as a reference (e.g. default).")
         with atomic_folder(path) as tmp:
             settings = RecommenderSettings(**asdict(self.settings))
             self.dataset.save(tmp / "data")
