@@ -44,6 +44,11 @@ class InstructionsSpec:
     (answer: the letter; trains the listwise head, `model.listwise`)."""
     history_items: int = 20
     """Most recent history items shown per instruction (fewer: shorter, cheaper examples)."""
+    history_chars: int = 1200
+    """Character budget of the history slot (the oldest titles dropped until it fits)."""
+    title_chars: int = 160
+    """Longest title shown (longer ones cut with an ellipsis). The model records this prompt budget
+    (history items and characters, title characters) and its reranker cuts served prompts alike."""
     candidate_notes: str | None = None
     """A retriever (in `retrievers:` or by registry name) whose rank of each reranking candidate is
     written next to its title (`instructions.notes`); evaluate such a model with `+NAME@note`."""
@@ -56,7 +61,7 @@ class InstructionsSpec:
         builds made before they existed keep their hash."""
         out = asdict(self)
         for name, default in (("candidate_labels", "numbers"), ("history_items", 20), ("candidate_notes", None),
-                              ("candidate_order", None)):
+                              ("candidate_order", None), ("history_chars", 1200), ("title_chars", 160)):
             if out[name] == default:
                 del out[name]
         return out

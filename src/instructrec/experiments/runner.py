@@ -178,7 +178,8 @@ class RecipeRun:
 
             notes, order = ranker(spec.candidate_notes), ranker(spec.candidate_order)
             for split, n in (("train", spec.train_examples), ("valid", spec.valid_examples)):
-                render = RenderSettings(history_items=spec.history_items, candidate_labels=spec.candidate_labels)
+                render = RenderSettings(history_items=spec.history_items, history_chars=spec.history_chars,
+                                        title_chars=spec.title_chars, candidate_labels=spec.candidate_labels)
                 build_instructions(self.dataset, library, self.teacher, spec.mix, split, self.recipe.seed,
                                    path / split, BuildSettings(max_examples=n, render=render, notes=notes,
                                                                           order=order))

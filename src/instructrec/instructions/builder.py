@@ -198,10 +198,19 @@ class _ShardBuilder:
             record = self.example(template, user, target, history, texts, rng).to_record()
             if self.listwise(template):
                 record["candidate_labels"] = "letters"  # training reads the answer as a choice
+            if self.budget is not None:
+                record["render"] = self.budget  # the model records the prompt budget it was tuned with
             if template.aspects.task is TaskForm.RERANKING and self.collaborative:
                 record["collaborative"] = list(self.collaborative)  # the model records what it was tuned with
             records.append({"id": f"{self.split}-{j}", **record})
         return records
+
+    @property
+    def budget(self) -> dict[str, int | str] | None:
+        """The prompt budget of these instructions when it is not the default one (records then
+        carry it, so older instruction folders and default builds stay byte for byte as they were)."""
+        budget = self.settings.render.budget()
+        return budget if budget != RenderSettings().budget() else None
 
     @property
     def collaborative(self) -> tuple[str, ...]:

@@ -20,9 +20,9 @@ renderer's teacher from the history; intention text (I1/I2) not given is written
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Literal
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
 import numpy as np
 
@@ -61,10 +61,19 @@ class RenderSettings:
     """How reranking candidates are listed: `numbers` (1., 2., ...; the answer is the title, the
     paper's form) or `letters` (A., B., ...; the answer is the letter: the listwise head)."""
 
+    def budget(self) -> dict[str, int | str]:
+        """The prompt budget a model tuned on these instructions records (`instructrec.json`
+        `render`) and its reranker renders with, so that served prompts are cut like training ones."""
+        return {"history_items": self.history_items, "history_chars": self.history_chars,
+                "title_chars": self.title_chars, "history_separator": self.history_separator}
+
     def key(self) -> str:
         key = (f"h={self.history_items},c={self.history_chars},t={self.history_tokens},"
                f"tc={self.title_chars},sep={self.history_separator!r},n={self.n_candidates}")
         return key if self.candidate_labels == "numbers" else key + f",labels={self.candidate_labels}"
+
+
+_BUDGET_FIELDS = frozenset(RenderSettings().budget())
 
 
 def short_title(title: str, limit: int) -> str:
@@ -132,6 +141,16 @@ class Renderer:
         self.settings = settings or RenderSettings()
         self._teacher = teacher
         self._teacher_fitted = teacher is not None
+
+    def with_budget(self, budget: Mapping[str, Any]) -> Renderer:
+        """The same templates and teacher with a model's recorded prompt budget
+        (`RenderSettings.budget`); itself when the budget is what it renders with already."""
+        settings = replace(self.settings, **{k: v for k, v in budget.items() if k in _BUDGET_FIELDS})
+        if settings == self.settings:
+            return self
+        out = Renderer(self.dataset, self.templates, self._teacher, settings)
+        out._teacher_fitted = self._teacher_fitted
+        return out
 
     @property
     def teacher(self) -> Teacher:

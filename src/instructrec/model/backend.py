@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
@@ -61,6 +61,10 @@ class LoadedModel:
     written next to the candidates) and/or `order` (candidates listed in the first stage's order).
     A reranker must give the same (`+RETRIEVER@note`, `@order`), or the model reads lists unlike
     the ones it was tuned on."""
+    render: dict[str, Any] = field(default_factory=dict)
+    """The prompt budget its instructions were cut to (`instructrec.json`; `RenderSettings.budget`:
+    history items and characters, title characters), empty for the default one. Its reranker
+    renders with it, so served prompts are cut like the training ones."""
 
 
 def hub_is_offline() -> bool:
@@ -135,7 +139,7 @@ def _finish(model: Any, tokenizer: Any, kind: ModelKind, name: str, device: str,
     model.eval()
     meta = meta or {}
     return LoadedModel(model=model, tokenizer=tokenizer, kind=kind, name=name, head=meta.get("head", "title"),
-                       collaborative=tuple(meta.get("collaborative", ())))
+                       collaborative=tuple(meta.get("collaborative", ())), render=dict(meta.get("render") or {}))
 
 
 def load_gguf(path: Path, dtype: torch.dtype | None = None) -> tuple[Any, Any]:

@@ -199,6 +199,11 @@ class Reranker:
         self.renderer = renderer or Renderer(dataset)
         self.settings = settings or RerankSettings()
         loaded = getattr(getattr(llm, "scorer", None), "loaded", None)
+        budget = getattr(loaded, "render", None)
+        if budget:  # render as the model was tuned: its recorded prompt budget wins over the defaults
+            self.renderer = self.renderer.with_budget(budget)
+            if "history_items" in budget:
+                self.settings = replace(self.settings, history_items=int(budget["history_items"]))
         missing = [need for need in getattr(loaded, "collaborative", ())
                    if not any(role == COLLABORATIVE_ROLE[need] for _, role in self.retrievers)]
         if missing:

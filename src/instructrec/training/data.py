@@ -98,6 +98,17 @@ def records_collaborative(records: list[dict[str, Any]]) -> tuple[str, ...]:
     return tuple(sorted({c for r in records for c in (r.get("collaborative") or ())}))
 
 
+def records_render(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The prompt budget the records' instructions were cut to (`render` of the builder's records;
+    `RenderSettings.budget`), empty for the default one. Records cut to different budgets are
+    refused: the model could record only one, and its reranker would cut the others differently."""
+    budgets = {json.dumps(r.get("render") or {}, sort_keys=True) for r in records}
+    if len(budgets) > 1:
+        raise DataError(f"the training instructions were built with {len(budgets)} different prompt budgets "
+                        f"({', '.join(sorted(budgets))}); build them with one (history_items, title_chars, ...).")
+    return json.loads(budgets.pop()) if budgets else {}
+
+
 def tokenize_records(records: list[dict[str, Any]], encoder: PromptEncoder) -> list[dict[str, Any]]:
     """Features for training: `input_ids`, `labels` (-100 on the prompt for causal models) and
     `length` (for length-grouped batching). Listwise records also get `choices`, the token ids of

@@ -23,15 +23,18 @@ def base_model_ref(model_spec: str) -> str:
 
 
 def output_meta(model_spec: str, loaded: LoadedModel, settings: TrainSettings, trainer: Any, metric: str,
-                head: str = "title", collaborative: tuple[str, ...] = ()) -> dict[str, Any]:
+                head: str = "title", collaborative: tuple[str, ...] = (),
+                render: dict[str, Any] | None = None) -> dict[str, Any]:
     """The content of `instructrec.json` (`head`: the ranking head trained, `model.listwise.HEADS`;
-    `collaborative`: the first-stage input of its instructions, `LoadedModel.collaborative`)."""
+    `collaborative`: the first-stage input of its instructions, `LoadedModel.collaborative`;
+    `render`: the prompt budget its instructions were cut to, `LoadedModel.render`)."""
     args = trainer.args
     return {
         "base_model": base_model_ref(model_spec),
         "kind": loaded.kind,
         "head": head,
         **({"collaborative": list(collaborative)} if collaborative else {}),
+        **({"render": dict(render)} if render else {}),
         "lora": settings.lora,
         "global_step": trainer.state.global_step,
         "best_metric": trainer.state.best_metric,
@@ -43,12 +46,12 @@ def output_meta(model_spec: str, loaded: LoadedModel, settings: TrainSettings, t
 
 
 def save_output(trainer: Any, model_spec: str, loaded: LoadedModel, settings: TrainSettings, metric: str,
-                head: str = "title", collaborative: tuple[str, ...] = ()) -> None:
+                head: str = "title", collaborative: tuple[str, ...] = (), render: dict[str, Any] | None = None) -> None:
     """Write the model (or adapter) the trainer holds, its tokenizer and `instructrec.json` to `out_dir`."""
     out = Path(settings.out_dir)
     trainer.save_model(str(out))
     loaded.tokenizer.save_pretrained(str(out))
-    atomic_write(out / META_FILE, json.dumps(output_meta(model_spec, loaded, settings, trainer, metric, head, collaborative), indent=2, default=str))
+    atomic_write(out / META_FILE, json.dumps(output_meta(model_spec, loaded, settings, trainer, metric, head, collaborative, render), indent=2, default=str))
     (out / UNFINISHED_FILE).unlink(missing_ok=True)  # written last: the folder now loads
 
 

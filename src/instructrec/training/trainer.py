@@ -29,6 +29,7 @@ from instructrec.training.data import (
     load_instruction_records,
     records_collaborative,
     records_head,
+    records_render,
     reranking_records,
     tokenize_records,
 )
@@ -143,6 +144,7 @@ def train(
     if encoder.truncated:
         log.warning("%d training/validation instructions were cut to %d tokens", encoder.truncated, settings.prompt.max_prompt_tokens)
     head = records_head(train_recs)
+    budget = records_render(train_recs)
     hr_records = reranking_records(valid_recs)
     if head == "listwise":  # validate the head being trained: letter-labelled records only
         hr_records = [r for r in hr_records if is_listwise(r)]
@@ -170,7 +172,7 @@ def train(
         logged = best_eval_metrics(trainer.state.log_history, trainer.state.best_model_checkpoint)
         metrics.update(logged if logged is not None else trainer.evaluate())
     if trainer.is_world_process_zero():
-        save_output(trainer, model_spec, loaded, settings, metric, head, records_collaborative(train_recs))
+        save_output(trainer, model_spec, loaded, settings, metric, head, records_collaborative(train_recs), budget)
     return TrainResult(
         out_dir=str(Path(settings.out_dir)),
         global_step=trainer.state.global_step,
