@@ -163,7 +163,6 @@ def test_platforms_brands_and_exclusions(games):
     assert c.platforms == () and c.ignored == ("a platform (this catalogue's items name none)",)
 
 
-
 def test_a_bare_capitalised_maker_that_leads_titles_is_a_brand():
     """Store titles lead with the maker where the brand field is empty ("a Samsung phone case"); a
     word that leads fewer than three titles, a lower-case word and a sentence's article are not read."""
@@ -181,6 +180,7 @@ def test_a_bare_capitalised_maker_that_leads_titles_is_a_brand():
     assert _read(cat, "a Spigen case")[0] == []  # "Spigen" leads two titles only
     assert _read(cat, "a samsung phone case")[0] == ["category Cell Phones & Accessories ('phone case')"]
     assert _read(cat, "A Travel mug")[0] == []  # "Travel" leads two titles; "A" is an article
+
 
 def films_dataset() -> Dataset:
     items = pd.DataFrame({"item_id": [str(i) for i in range(len(FILMS))], "title": [f[0] for f in FILMS],
@@ -225,7 +225,6 @@ def test_platform_or_price_filters_that_leave_nothing_say_so(store_rec):
         assert result.items == [] and result.nothing_matches, request
         assert named in result.constraints
         assert any(n.startswith("nothing in the catalogue matches") and named in n for n in result.notes)
-
 
 
 def test_a_platform_and_a_price_bound_together_keep_both(store_rec, games):

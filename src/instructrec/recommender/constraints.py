@@ -31,6 +31,7 @@ checkable. Rules are transparent on purpose: the answer can say exactly what was
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -241,12 +242,8 @@ class Catalogue:
                              if isinstance(b, str) and len(b.strip()) > 2 and b.strip().casefold() not in _PSEUDO}
         """Brand (lower case) -> as the catalogue spells it."""
         self._brand_terms = [(_phrase(b), b) for b in sorted(self._brand_names, key=len, reverse=True)]
-        leads: dict[str, int] = {}
-        for t in dataset.titles:
-            first = _WORDS.match(str(t).strip())
-            if first and first.group(0)[:1].isupper():
-                key = first.group(0).casefold()
-                leads[key] = leads.get(key, 0) + 1
+        firsts = (_WORDS.match(str(t).strip()) for t in dataset.titles)
+        leads = Counter(f.group(0).casefold() for f in firsts if f and f.group(0)[:1].isupper())
         self._lead_brands = {w for w, n in leads.items() if n >= BRAND_LEAD_MIN and len(w) > 2
                              and w not in EXCLUDE_STOPWORDS and not w.isdigit()}
         """Title-leading words (lower case) that a bare capitalised request word may name as a brand."""
@@ -331,24 +328,19 @@ class Catalogue:
         for m in _BRAND_CUE.finditer(text):  # "from Logitech": a name some item's title carries
             name = (m.group(1) or m.group(2)).strip(" .'")
             key = _norm(name).strip()
-            span = low.find(" " + key + " ")
-            if len(key) < 2 or key in self._brand_names or span < 0 or taken[span + 1:span + 1 + len(key)].any():
+            if len(key) < 2 or key in self._brand_names:
                 continue
             if key.split()[0] in EXCLUDE_STOPWORDS or re.fullmatch(r"[\d\s.]+", key):
                 continue
             if not self._titles.hits(_spaced(re.escape(key))).any():
                 continue
-            taken[span + 1:span + 1 + len(key)] = True
-            found.append((span, _negated(low, span + 1), name))
+            if (span := _claim(low, key, taken)) is not None:
+                found.append((span, _negated(low, span + 1), name))
         for m in _CAPITALISED.finditer(text):  # "a Samsung phone case": a word many titles begin with
             key = m.group(1).casefold()
-            if key not in self._lead_brands:
-                continue  # a request's first word too: the lead set holds no articles or stopwords
-            span = low.find(" " + key + " ")
-            if span < 0 or taken[span + 1:span + 1 + len(key)].any():
-                continue
-            taken[span + 1:span + 1 + len(key)] = True
-            found.append((span, _negated(low, span + 1), m.group(1)))
+            # a request's first word too: the lead set holds no articles or stopwords
+            if key in self._lead_brands and (span := _claim(low, key, taken)) is not None:
+                found.append((span, _negated(low, span + 1), m.group(1)))
         found.sort()
         drop = list(dict.fromkeys(b for _, neg, b in found if neg))
         return list(dict.fromkeys(b for _, neg, b in found if not neg and b not in drop)), drop
@@ -518,6 +510,16 @@ _PLATFORM_REQUEST = sorted(
 """Request side: longest first ("playstation 4" before "playstation"); a family is named by its own word."""
 _PLATFORM_WORD = re.compile("|".join(p.pattern.removeprefix(r"(?<![\w-])").removesuffix(r"(?![\w-])")
                                      for p, _ in _PLATFORM_REQUEST))
+
+
+def _claim(low: str, key: str, taken: np.ndarray) -> int | None:
+    """Where `key` first stands as whole words in `low` (its leading space), marked read, if
+    nothing read that span yet; else None."""
+    span = low.find(" " + key + " ")
+    if span < 0 or taken[span + 1:span + 1 + len(key)].any():
+        return None
+    taken[span + 1:span + 1 + len(key)] = True
+    return span
 
 
 def _negated(low: str, start: int) -> bool:
