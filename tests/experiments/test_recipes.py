@@ -98,6 +98,8 @@ def test_incomplete_stage_is_not_reused(tmp_path):
     ({"experiments__0__methods": ["llm+sasrec"]}, "llm:MODEL"),
     ({"experiments__0__methods": ["sasrec", "sasrec"]}, "unique"),
     ({"retrievers__sasrec__epoch": 3}, "unknown setting"),
+    ({"retrievers__sasrec__holdout": -1}, "holdout"),
+    ({"instructions__main__targets": "first"}, "targets"),
     ({"models__tuned__instructions": "other"}, "no instruction build"),
     ({"models__tuned__train__max_step": 3}, "unknown training setting"),
     ({"recommender": {"fusion_from": "nothing"}}, "fusion_from"),
@@ -148,3 +150,25 @@ def test_retriever_variants_and_new_instruction_fields_keep_old_hashes(tmp_path)
     assert listwise.hashed()["candidate_labels"] == "letters"
     with pytest.raises(InstructRecError, match="candidate_labels"):
         recipe_from_dict(_variant(instructions__main__candidate_labels="roman"))
+
+
+def test_a_holdout_variant_is_fitted_without_each_users_last_training_item(tmp_path):
+    """`holdout: 1` fits the variant on `withhold_last(split, 1)` under its own stage; `targets:
+    last` enters the build's hash only when set (older builds keep theirs)."""
+    import numpy as np
+
+    from instructrec.data.split import leave_one_out
+    from instructrec.experiments.runner import RecipeRun
+
+    raw = _variant(retrievers={"popularity": {}, "pop-ho": {"retriever": "popularity", "holdout": 1}},
+                   experiments=[{"name": "seq", "task": "seqrec", "candidates": "random:9", "users": 8,
+                                 "valid_users": 8, "methods": ["popularity", "pop-ho"]}])
+    run = RecipeRun(recipe_from_dict(raw), tmp_path / "run", lambda _: None, progress=False)
+    assert run.retrievers.stage("pop-ho").settings["settings"]["holdout"] == 1
+    assert "holdout" not in run.retrievers.stage("popularity").settings["settings"]
+    split = leave_one_out(run.dataset)
+    lasts = np.bincount([int(t[-1]) for t in split.train if len(t)], minlength=run.dataset.n_items)
+    np.testing.assert_array_equal(run.retrievers("popularity").counts - run.retrievers("pop-ho").counts, lasts)
+    plain = recipe_from_dict(copy.deepcopy(MINI)).instructions["main"]
+    assert "targets" not in plain.hashed()
+    assert recipe_from_dict(_variant(instructions__main__targets="last")).instructions["main"].hashed()["targets"] == "last"

@@ -256,3 +256,33 @@ def test_a_model_tuned_with_the_first_stage_input_records_it_and_demands_it(toy_
     with pytest.raises(InstructRecError, match=r"\+RETRIEVER@order"):
         Reranker(toy_dataset, scores, [(pop, "history")])
     Reranker(toy_dataset, scores, [(pop, "order")])  # given the order it was tuned with: fine
+
+
+def test_heldout_first_stage_orders_training_lists_by_ranks_it_has_not_fitted(toy_dataset, tmp_path):
+    """`targets: last` builds one training instruction per evaluated user, its target the user's
+    last training item and its history the items before it; a first stage fitted on
+    `withhold_last(split, 1)` has not counted those targets, so its order of the training lists is
+    as uninformed of the answer as at test time (a stage fitted on everything has seen them)."""
+    from instructrec.candidates.base import create_retriever
+    from instructrec.data.split import withhold_last
+    from instructrec.instructions.notes import CandidateNotes
+
+    split = leave_one_out(toy_dataset)
+    full = create_retriever("popularity").fit(toy_dataset, split)
+    held = create_retriever("popularity").fit(toy_dataset, withhold_last(split, 1))
+    lasts = np.bincount([int(t[-1]) for t in split.train if len(t)], minlength=toy_dataset.n_items)
+    np.testing.assert_array_equal(full.counts - held.counts, lasts)  # exactly the withheld targets uncounted
+    assert withhold_last(split, 0) is split
+
+    recs = _build_with(toy_dataset, tmp_path / "last", max_examples=None, order=CandidateNotes(held, "pop-held"),
+                       targets="last")
+    rows = {str(toy_dataset.user_ids[int(u)]): r for r, u in enumerate(split.users)}
+    eligible = [u for u, t in zip(split.users, split.train, strict=True) if len(t) >= 2]
+    assert len(recs) == len(eligible)
+    ids = [str(i) for i in toy_dataset.item_ids]
+    for rec in recs:
+        train = split.train[rows[rec["user_id"]]]
+        assert rec["item_id"] == ids[int(train[-1])]
+        assert rec["meta"]["history"] == [ids[int(i)] for i in train[:-1][-20:]]
+        listed = [held.counts[ids.index(i)] for i in rec["candidate_items"]]
+        assert listed == sorted(listed, reverse=True)  # in the held-out stage's order

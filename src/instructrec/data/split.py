@@ -60,6 +60,17 @@ class LeaveOneOutSplit:
         raise ValueError("training examples have no single target; iterate the training sequence")
 
 
+def withhold_last(split: LeaveOneOutSplit, n: int) -> LeaveOneOutSplit:
+    """`split` with the last `n` items of every evaluated user's training sequence withheld (users
+    whose training sequence is shorter keep none of it). A model fitted on it has not seen those
+    items, so its ranks of them are as good as its ranks of held-out targets; the instruction
+    builder's `targets: last` asks for exactly those ranks (issue 15)."""
+    if n <= 0:
+        return split
+    return LeaveOneOutSplit(split.users, [t[:max(len(t) - n, 0)] for t in split.train], split.valid_target,
+                            split.test_target, split.train_only)
+
+
 def truncate_history(seq: np.ndarray, max_len: int | None = DEFAULT_HISTORY) -> np.ndarray:
     """The `max_len` most recent items of `seq` (oldest first); all of it if `max_len` is None."""
     if max_len is None or len(seq) <= max_len:

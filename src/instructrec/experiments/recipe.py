@@ -55,13 +55,19 @@ class InstructionsSpec:
     candidate_order: str | None = None
     """A retriever whose order lists each reranking instruction's candidates, its favourite first
     (instead of shuffled); evaluate such a model with `+NAME@order`."""
+    targets: Literal["all", "last"] = "all"
+    """Training targets: `all` items of the training sequences after the first, or only the `last`
+    one of each evaluated user. With a `holdout: 1` retriever as `candidate_notes`/`candidate_order`,
+    `last` gives training instructions whose first-stage ranks are as good as at test time (a first
+    stage fitted on a target ranks it better than it ranks a held-out one)."""
 
     def hashed(self) -> dict[str, Any]:
         """The settings that identify the build; fields added later count only when set, so
         builds made before they existed keep their hash."""
         out = asdict(self)
         for name, default in (("candidate_labels", "numbers"), ("history_items", 20), ("candidate_notes", None),
-                              ("candidate_order", None), ("history_chars", 1200), ("title_chars", 160)):
+                              ("candidate_order", None), ("history_chars", 1200), ("title_chars", 160),
+                              ("targets", "all")):
             if out[name] == default:
                 del out[name]
         return out
@@ -156,7 +162,8 @@ class Recipe:
     retrievers: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Settings per retriever name (e.g. sasrec: {epochs: 30}); unlisted retrievers use defaults. A
     name that is not a registered retriever names a variant: `sasrec-ce: {retriever: sasrec,
-    ce_negatives: 0}` (two settings of one model side by side)."""
+    ce_negatives: 0}` (two settings of one model side by side). `holdout: 1` fits a variant without
+    each evaluated user's last training item (the first stage of `targets: last` instructions)."""
     models: dict[str, ModelSpec] = field(default_factory=dict)
     """Tuning runs by name (methods say `llm:NAME`)."""
     experiments: list[ExperimentSpec] = field(default_factory=list)
@@ -264,6 +271,7 @@ def check_recipe(recipe: Recipe, source: str) -> None:
     for name, params in recipe.retrievers.items():
         try:
             kind, settings = retriever_entry(name, params)
+            retriever_holdout(params)
             create_retriever(kind, **settings)
         except InstructRecError as exc:
             raise bad(f"retrievers.{name}: {exc}") from None
@@ -300,7 +308,18 @@ def retriever_entry(name: str, params: dict[str, Any]) -> tuple[str, dict[str, A
     """(registered retriever, its settings) of a `retrievers:` entry; `retriever:` names the
     registered model of a variant (module docstring of `Recipe.retrievers`)."""
     params = dict(params)
+    params.pop("holdout", None)
     return str(params.pop("retriever", name)), params
+
+
+def retriever_holdout(params: dict[str, Any]) -> int:
+    """`holdout: N` of a `retrievers:` entry: the retriever is fitted with the last N items of every
+    evaluated user's training sequence withheld (`data.split.withhold_last`), so that it has not
+    seen the targets of instructions built with `targets: last` (0: fitted on everything)."""
+    value = params.get("holdout", 0)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InstructRecError(f"holdout must be a whole number >= 0, not {value!r}.")
+    return value
 
 
 def method_of(entry: str | MethodEntry) -> Any:

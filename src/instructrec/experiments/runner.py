@@ -30,7 +30,7 @@ import numpy as np
 
 from instructrec.atomic import atomic_write
 from instructrec.data.dataset import MANIFEST, Dataset
-from instructrec.data.split import LeaveOneOutSplit, leave_one_out
+from instructrec.data.split import LeaveOneOutSplit, leave_one_out, withhold_last
 from instructrec.errors import InstructRecError
 from instructrec.eval.candidate_sets import CandidateSet, parse_spec
 from instructrec.eval.methods import MethodSpec, batch_size_for, build_scorer
@@ -46,7 +46,14 @@ from instructrec.eval.runner import (
     test_candidates,
     validation_candidates,
 )
-from instructrec.experiments.recipe import ExperimentSpec, Recipe, method_of, retriever_entry, train_settings
+from instructrec.experiments.recipe import (
+    ExperimentSpec,
+    Recipe,
+    method_of,
+    retriever_entry,
+    retriever_holdout,
+    train_settings,
+)
 from instructrec.experiments.stages import Stage, StageLog
 
 log = logging.getLogger(__name__)
@@ -98,9 +105,16 @@ class StageRetrievers:
             params.setdefault("seed", self.recipe.seed)
         return kind, params
 
+    def holdout(self, name: str) -> int:
+        """Training items withheld per evaluated user when fitting `name` (recipe `holdout:`)."""
+        return retriever_holdout(self.recipe.retrievers.get(name, {}))
+
     def stage(self, name: str) -> Stage:
         kind, params = self.params(name)
-        return self.stages.stage("retrievers", name, {"retriever": kind, "params": params}, [self.data])
+        settings: dict[str, Any] = {"retriever": kind, "params": params}
+        if self.holdout(name):  # only when set: stages fitted before holdout existed keep their hash
+            settings["holdout"] = self.holdout(name)
+        return self.stages.stage("retrievers", name, settings, [self.data])
 
     def __call__(self, name: str) -> Any:
         if name in self._cache:
@@ -118,7 +132,7 @@ class StageRetrievers:
             if "checkpoint" in {f.name for f in fields(REGISTRY[kind].Settings)}:
                 extra["checkpoint"] = str(ckpt)  # long torch trainings resume per epoch
             model = create_retriever(kind, **params, **extra)
-            model.fit(self.dataset, self.split)
+            model.fit(self.dataset, withhold_last(self.split, self.holdout(name)))
             model.save(tmp)
 
         model = self.stages.folder(stage, fill, load_retriever)
@@ -182,7 +196,7 @@ class RecipeRun:
                                         title_chars=spec.title_chars, candidate_labels=spec.candidate_labels)
                 build_instructions(self.dataset, library, self.teacher, spec.mix, split, self.recipe.seed,
                                    path / split, BuildSettings(max_examples=n, render=render, notes=notes,
-                                                                          order=order))
+                                                               order=order, targets=spec.targets))
             return path
 
         self._instructions[name] = (stage, self.stages.run(stage, compute, lambda p: p))

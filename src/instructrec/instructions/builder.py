@@ -71,6 +71,9 @@ class BuildSettings:
     order: CandidateNotes | None = None
     """List reranking candidates in a first stage's order, its favourite first (`instructions.notes`,
     `order` style); None: shuffled."""
+    targets: Literal["all", "last"] = "all"
+    """Split `train` only: `all` items of the training sequences after the first are targets, or
+    only the `last` one of each evaluated user (the item a `holdout` first stage has not seen)."""
 
 
 @dataclass
@@ -104,8 +107,10 @@ def mix_weights(templates: TemplateLibrary, mix: Mapping[str, float] | None) -> 
     return weights / weights.sum()
 
 
-def split_sequences(dataset: Dataset, split: SplitName) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-    """Per user the sequence visible in `split`, and the (user, position) pairs that are targets."""
+def split_sequences(dataset: Dataset, split: SplitName,
+                    targets: Literal["all", "last"] = "all") -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Per user the sequence visible in `split`, and the (user, position) pairs that are targets
+    (`targets` "last": in split train only the last training item of each evaluated user)."""
     loo = leave_one_out(dataset)
     seqs: list[np.ndarray] = [np.empty(0, dtype=np.int64)] * dataset.n_users
     if split == "train":
@@ -113,6 +118,10 @@ def split_sequences(dataset: Dataset, split: SplitName) -> tuple[list[np.ndarray
             seqs[int(u)] = dataset.sequences[int(u)]
         for row, u in enumerate(loo.users):
             seqs[int(u)] = loo.train[row]
+        if targets == "last":
+            users = np.asarray([int(u) for u, t in zip(loo.users, loo.train, strict=True) if len(t) >= 2],
+                               dtype=np.int64)
+            return seqs, users, np.asarray([len(seqs[int(u)]) - 1 for u in users], dtype=np.int64)
         lengths = np.array([len(s) for s in seqs], dtype=np.int64)
         users = np.repeat(np.arange(dataset.n_users), np.maximum(lengths - 1, 0))
         starts = np.cumsum(np.maximum(lengths - 1, 0)) - np.maximum(lengths - 1, 0)
@@ -128,7 +137,7 @@ def split_sequences(dataset: Dataset, split: SplitName) -> tuple[list[np.ndarray
 
 def make_plan(dataset: Dataset, templates: TemplateLibrary, mix: Mapping[str, float] | None,
               split: SplitName, seed: int, settings: BuildSettings) -> tuple[list[np.ndarray], Plan]:
-    seqs, users, positions = split_sequences(dataset, split)
+    seqs, users, positions = split_sequences(dataset, split, settings.targets)
     rng = np.random.default_rng(seed)
     reps = settings.examples_per_target
     users, positions = np.repeat(users, reps), np.repeat(positions, reps)
@@ -152,6 +161,8 @@ def fingerprint(dataset: Dataset, templates: TemplateLibrary, teacher: Teacher, 
         parts["notes"] = settings.notes.key
     if settings.order is not None:
         parts["order"] = settings.order.key
+    if settings.targets != "all" and split == "train":
+        parts["targets"] = settings.targets
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
