@@ -60,7 +60,8 @@ class QuickstartSettings:
     seed: int = 0
     """Seed of users, candidates, instructions, training and SASRec."""
     sasrec_epochs: int = 30
-    """SASRec training epochs (early stopping on validation inside)."""
+    """SASRec training epochs (early stopping on validation inside); also the held-out SASRec that
+    orders the training lists (`sasrec-holdout`)."""
     sasrec_minutes: float = 2.0
     """Wall-clock budget of SASRec training (the best epoch so far is kept)."""
 
@@ -75,7 +76,8 @@ def quickstart_overrides(s: QuickstartSettings) -> list[tuple[str, Any]]:
         ("data", s.data), ("seed", s.seed),
         ("instructions.main.train_examples", s.steps * s.batch_size),
         ("instructions.main.valid_examples", max(32, s.valid_users)),
-        ("retrievers.sasrec.epochs", s.sasrec_epochs), ("retrievers.sasrec.max_minutes", s.sasrec_minutes),
+        *((f"retrievers.{name}.{key}", value) for name in ("sasrec", "sasrec-holdout")
+          for key, value in (("epochs", s.sasrec_epochs), ("max_minutes", s.sasrec_minutes))),
         ("models.tuned.base", s.model),
         ("models.tuned.train.max_steps", s.steps), ("models.tuned.train.eval_steps", s.steps),
         *zip(("models.tuned.train.batch_size", "models.tuned.train.grad_accum"), micro_batches(s.batch_size),
