@@ -402,11 +402,17 @@ def pool_sweep(name: str, dataset: Dataset, requests: list[Request], rec: Recomm
     return out
 
 
+def first_stage_input(collaborative: tuple[str, ...]) -> str:
+    """The method part that gives a model the first-stage input it was tuned with (`+sasrec@order`
+    for `collaborative: [order]`, `+sasrec@note` for `[notes]`), as the recommender gives it."""
+    return "".join(f"+sasrec@{role}" for kind, role in (("order", "order"), ("notes", "note")) if kind in collaborative)
+
+
 def fit_weights(dataset: Dataset, split: Any, store: RetrieverStore, model: str, valid_users: int,
-                seed: int) -> dict[str, float]:
+                seed: int, collaborative: tuple[str, ...] = ()) -> dict[str, float]:
     """LLM fusion weights of the recommender's signals (SASRec@history + hybrid@text), per task,
     fitted on seeded validation users through the harness."""
-    method = parse_method(f"llm:{model}+sasrec@history+hybrid@text", "fused")
+    method = parse_method(f"llm:{model}{first_stage_input(collaborative)}+sasrec@history+hybrid@text", "fused")
     ctx = make_context(dataset, split, store, model)
     weights = {}
     for task_name in ("psearch-i2", "psearch-i1", "seqrec"):
@@ -445,12 +451,15 @@ def run_dataset(name: str, dataset: Dataset, requests: list[Request], model: str
     cache = work / "fusion.json"  # fitting is the slow LLM part; a rerun with the same settings reuses it
     key = f"{model}|{args.valid_users}|{args.seed}"
     cached = json.loads(cache.read_text()) if cache.exists() else {}
+    llm = load_model(model, device="cpu")
     weights = cached.get(key) if key in cached else (
-        fit_weights(dataset, split, store, model, args.valid_users, args.seed) if args.valid_users > 0 else {})
+        fit_weights(dataset, split, store, model, args.valid_users, args.seed, llm.collaborative)
+        if args.valid_users > 0 else {})
     cache.write_text(json.dumps({**cached, key: weights}, indent=2))
     rec_dir = work / "recommender"
-    Recommender(dataset, load_model(model, device="cpu"), fitted["sasrec"], fitted["hybrid"],
-                RecommenderSettings(model=model, n_candidates=20, fusion=weights, request_share=args.shares[0])).save(
+    Recommender(dataset, llm, fitted["sasrec"], fitted["hybrid"],
+                RecommenderSettings(model=model, n_candidates=20, fusion=weights, request_share=args.shares[0],
+                                    order="order" in llm.collaborative, notes="notes" in llm.collaborative)).save(
                     rec_dir, model_source=model if Path(model).is_dir() else None)  # `default`: kept as a reference
     rec = Recommender.load(rec_dir, device="cpu")  # what is measured is the saved recommender
     users = seeded_users(dataset, args.users, args.seed)

@@ -34,8 +34,19 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+GLOO_ABORT = "terminate called without an active exception"
+"""A rank of a two-process gloo launch on this 2-core box now and then dies with this C++ abort
+(SIGABRT) in the middle of a run whose every collective had completed (seen once in about ten CI
+runs since the process group is destroyed at exit, `instructrec.distributed._leave`; not
+reproduced in isolation). Such a launch is run once more; any other failure, or the abort twice,
+fails the test, and the outputs are compared either way."""
+
+
 def _run(cmd: list[str], cwd: Path) -> None:
     res = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=300)
+    if res.returncode != 0 and GLOO_ABORT in res.stdout + res.stderr:
+        print(f"launch aborted in gloo ({GLOO_ABORT!r}); running it once more")
+        res = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
 
 
