@@ -59,6 +59,7 @@ from instructrec.eval.runner import (
 from instructrec.instructions.schema import Aspects
 from instructrec.model.backend import load_model
 from instructrec.recommender import Recommender, RecommenderSettings
+from instructrec.recommender.reranker import COLLABORATIVE_ROLE
 
 ROOT = Path(__file__).resolve().parents[1]
 log = logging.getLogger("bench_request_following")
@@ -405,7 +406,7 @@ def pool_sweep(name: str, dataset: Dataset, requests: list[Request], rec: Recomm
 def first_stage_input(collaborative: tuple[str, ...]) -> str:
     """The method part that gives a model the first-stage input it was tuned with (`+sasrec@order`
     for `collaborative: [order]`, `+sasrec@note` for `[notes]`), as the recommender gives it."""
-    return "".join(f"+sasrec@{role}" for kind, role in (("order", "order"), ("notes", "note")) if kind in collaborative)
+    return "".join(f"+sasrec@{COLLABORATIVE_ROLE[kind]}" for kind in collaborative)
 
 
 def fit_weights(dataset: Dataset, split: Any, store: RetrieverStore, model: str, valid_users: int,

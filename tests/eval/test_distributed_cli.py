@@ -36,9 +36,10 @@ def _free_port() -> int:
 
 GLOO_ABORT = "terminate called without an active exception"
 """A rank of a two-process gloo launch on this 2-core box now and then dies with this C++ abort
-(SIGABRT) in the middle of a run (seen in a local CI run on 2026-12-03, after the process group
-was already destroyed at exit by `instructrec.distributed._leave`; not reproduced in isolation). Such a launch is run once more; any other failure, or the abort twice,
-fails the test, and the outputs are compared either way."""
+(SIGABRT) in the middle of a run (seen in a local CI run on 2026-12-03, although the process
+group is destroyed at exit by `instructrec.distributed._leave`; not reproduced in isolation).
+Such a launch is run once more; any other failure, or the abort twice, fails the test, and the
+outputs are compared either way."""
 
 
 def _run(cmd: list[str], cwd: Path) -> None:

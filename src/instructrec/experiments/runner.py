@@ -112,8 +112,9 @@ class StageRetrievers:
     def stage(self, name: str) -> Stage:
         kind, params = self.params(name)
         settings: dict[str, Any] = {"retriever": kind, "params": params}
-        if self.holdout(name):  # only when set: stages fitted before holdout existed keep their hash
-            settings["holdout"] = self.holdout(name)
+        holdout = self.holdout(name)
+        if holdout:  # only when set: stages fitted before holdout existed keep their hash
+            settings["holdout"] = holdout
         return self.stages.stage("retrievers", name, settings, [self.data])
 
     def __call__(self, name: str) -> Any:

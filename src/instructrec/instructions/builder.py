@@ -119,9 +119,9 @@ def split_sequences(dataset: Dataset, split: SplitName,
         for row, u in enumerate(loo.users):
             seqs[int(u)] = loo.train[row]
         if targets == "last":
-            users = np.asarray([int(u) for u, t in zip(loo.users, loo.train, strict=True) if len(t) >= 2],
-                               dtype=np.int64)
-            return seqs, users, np.asarray([len(seqs[int(u)]) - 1 for u in users], dtype=np.int64)
+            lengths = np.array([len(t) for t in loo.train], dtype=np.int64)
+            keep = lengths >= 2
+            return seqs, loo.users[keep].astype(np.int64), lengths[keep] - 1
         lengths = np.array([len(s) for s in seqs], dtype=np.int64)
         users = np.repeat(np.arange(dataset.n_users), np.maximum(lengths - 1, 0))
         starts = np.cumsum(np.maximum(lengths - 1, 0)) - np.maximum(lengths - 1, 0)
