@@ -103,10 +103,29 @@ def test_incomplete_stage_is_not_reused(tmp_path):
     ({"models__tuned__instructions": "other"}, "no instruction build"),
     ({"models__tuned__train__max_step": 3}, "unknown training setting"),
     ({"recommender": {"fusion_from": "nothing"}}, "fusion_from"),
+    ({"experiments__0__methods": ["sasrec", "stack:sasrec"]}, "at least two signals"),
+    ({"experiments__0__methods": ["sasrec", {"method": "stack:llm:tuned+sasrec", "name": "st"}],
+      "recommender": {"model": "tuned", "retriever": "sasrec", "fusion_from": "st"}}, "is a stacker"),
 ])
 def test_recipe_validation_names_the_problem(change, message):
     with pytest.raises(InstructRecError, match=message):
         recipe_from_dict(_variant(**change))
+
+
+def test_a_stacked_method_saves_its_weights_and_resumes(tmp_path):
+    """A stacker's weights (a list, one per signal) go through the fusion stage and come back
+    from it on a rerun, with the same results."""
+    raw = _variant(experiments__0__methods=["popularity", "sasrec",
+                                            {"method": "stack:llm:tuned+sasrec+popularity", "name": "stacked"},
+                                            {"method": "stack:sasrec+popularity", "name": "classical"}])
+    out = tmp_path / "run"
+    first = run_recipe(recipe_from_dict(copy.deepcopy(raw)), out, progress=False)
+    weights = first["fusion_weights"]["seq"]
+    assert len(weights["stacked"]) == 3 and len(weights["classical"]) == 2
+    assert all(isinstance(w, float) for w in weights["stacked"] + weights["classical"])
+    again = run_recipe(recipe_from_dict(copy.deepcopy(raw)), out, progress=False)
+    assert _computed(again) == set()
+    assert again["fusion_weights"] == first["fusion_weights"] and again["results"] == first["results"]
 
 
 def test_builtin_quickstart_and_overrides(tmp_path):

@@ -23,7 +23,9 @@ from instructrec.recommender.reranker import (
     RerankerScorer,
     RerankSettings,
     fit_fusion,
+    fit_stack_weights,
     fuse,
+    stack,
     standardize,
 )
 
@@ -56,7 +58,15 @@ def _batch(dataset, split, n=6, size=5, seed=0):
     return rows, hists, cands, ["I want a Puzzle game"] * n
 
 
-METHODS = ("popularity", "sasrec", "bm25", "llm", "llm+sasrec", "llm+sasrec+bm25@text", "recommender")
+METHODS = ("popularity", "sasrec", "bm25", "llm", "llm+sasrec", "llm+sasrec+bm25@text", "stack:llm+sasrec+bm25@text",
+           "stack:sasrec+popularity", "recommender")
+
+
+def _weight(spec):
+    """A fitted-looking fusion for a method: the mix's 0.5, or one stacker weight per signal."""
+    if spec.stacked:
+        return [0.5 + 0.25 * k for k in range((spec.llm is not None) + len(spec.fused))]
+    return 0.5 if spec.needs_fusion_weight else None
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -66,7 +76,7 @@ def test_scorer_contract(parts, recommender, method):
     ctx.recommender = recommender
     spec = parse_method(method)
     task = get_task("psearch-i2")
-    scorer = build_scorer(spec, ctx, task, 0.5 if spec.needs_fusion_weight else None)
+    scorer = build_scorer(spec, ctx, task, _weight(spec))
     rows, hists, cands, texts = _batch(dataset, split)
     a = np.asarray(scorer.score(rows, hists, cands, texts))
     assert a.shape == cands.shape and np.isfinite(a).all()
@@ -109,6 +119,116 @@ def test_fit_fusion_picks_the_signal_that_ranks_targets(parts):
     reranker = Reranker(dataset, ctx.models(""), [(Oracle(), "history")], ctx.renderer)
     queries = [Query(h, Aspects.parse("P1,I0,T3")) for h in hists]
     assert fit_fusion(reranker, queries, cands, target_pos) == 0.0  # weight 0 on the LLM = the oracle alone
+
+
+def test_a_stacker_weighs_each_signal_on_its_own(parts):
+    """stack:llm+sasrec+popularity = w0 z(llm) + w1 z(sasrec) + w2 z(popularity), each signal
+    scored alone; the z-score mix would weigh sasrec and popularity equally."""
+    dataset, split, ctx, _ = parts
+    task = get_task("seqrec")
+    rows, hists, cands, _ = _batch(dataset, split)
+    alone = [build_scorer(parse_method(m), ctx, task).score(rows, hists, cands, None)
+             for m in ("llm", "sasrec", "popularity")]
+    weights = [0.7, -0.2, 1.3]
+    spec = parse_method("stack:llm+sasrec+popularity")
+    assert spec.stacked and spec.needs_fusion_weight and spec.retrievers == ["sasrec", "popularity"]
+    stacked = build_scorer(spec, ctx, task, weights).score(rows, hists, cands, None)
+    expected = sum(w * standardize(np.asarray(a)) for w, a in zip(weights, alone, strict=True))
+    np.testing.assert_allclose(stacked, expected, atol=1e-9)
+    np.testing.assert_allclose(stack(alone, weights), expected, atol=1e-9)
+    without_llm = build_scorer(parse_method("stack:sasrec+popularity"), ctx, task, weights[1:])
+    np.testing.assert_allclose(without_llm.score(rows, hists, cands, None), expected - 0.7 * standardize(alone[0]),
+                               atol=1e-9)
+    with pytest.raises(InstructRecError, match="2 weights for 3 signals"):
+        build_scorer(spec, ctx, task, [1.0, 1.0]).score(rows, hists, cands, None)
+
+
+def test_fit_stack_weights_is_the_likelihood_optimum():
+    """An informative signal gets a large weight and noise almost none, and the fitted weights
+    maximise the targets' softmax likelihood (no other weights do better)."""
+    rng = np.random.default_rng(0)
+    n, c = 400, 10
+    target_pos = rng.integers(0, c, n)
+    useful = rng.normal(size=(n, c))
+    useful[np.arange(n), target_pos] += 1.5
+    noise = rng.normal(size=(n, c))
+    w = np.asarray(fit_stack_weights([useful, noise], target_pos))
+    assert w[0] > 1.0 and abs(w[1]) < 0.2 * w[0]
+
+    def nll(weights):
+        s = weights[0] * standardize(useful) + weights[1] * standardize(noise)
+        s = s - s.max(axis=1, keepdims=True)
+        return float((np.log(np.exp(s).sum(axis=1)) - s[np.arange(n), target_pos]).mean())
+
+    best = nll(w)
+    for step in ([0.1, 0], [-0.1, 0], [0, 0.1], [0, -0.1]):
+        assert nll(w + np.asarray(step)) > best
+    with pytest.raises(InstructRecError, match="validation users"):
+        fit_stack_weights([useful[:0], noise[:0]], target_pos[:0])
+
+
+def test_fit_fusion_stacked_trusts_the_signal_that_ranks_targets(parts):
+    dataset, split, ctx, _ = parts
+    rows, hists, cands, _ = _batch(dataset, split, n=12)
+    target_pos = np.zeros(len(rows), dtype=np.int64)
+
+    class Oracle:  # ranks column 0 (the target) first
+        uses_query = False
+        name = "oracle"
+
+        def score(self, histories, candidates, queries=None, users=None):
+            out = np.zeros(candidates.shape)
+            out[:, 0] = 1.0
+            return out
+
+    reranker = Reranker(dataset, ctx.models(""), [(Oracle(), "history")], ctx.renderer)
+    assert reranker.signal_names == ["llm", "oracle@history"]
+    queries = [Query(h, Aspects.parse("P1,I0,T3")) for h in hists]
+    w_llm, w_oracle = fit_fusion(reranker, queries, cands, target_pos, stacked=True)
+    assert w_oracle > 5 * abs(w_llm)
+    alone = Reranker(dataset, None, [(Oracle(), "history")], ctx.renderer)
+    with pytest.raises(InstructRecError, match="at least two signals"):
+        fit_fusion(alone, queries, cands, target_pos, stacked=True)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("stack:sasrec", "at least two signals"),
+    ("stack:llm", "at least two signals"),
+    ("stack:llm:tuned+sasrec@order", "at least two signals"),
+    ("stack:recommender", "stack:"),
+    ("stack:stack:llm+sasrec", "stack:"),
+    ("stack:llm+sasrec@nowhere", "cannot read"),
+])
+def test_stack_grammar_refuses_what_it_cannot_weigh(text, message):
+    with pytest.raises(InstructRecError, match=message):
+        parse_method(text)
+
+
+def test_pmi_scores_are_the_difference_of_two_naive_likelihoods(parts):
+    """llm~pmi: each title's log-likelihood given the instruction minus given the same instruction
+    with a content-free history, each computed naively (one full forward per candidate)."""
+    from instructrec.model.scoring import naive_scores
+
+    dataset, split, ctx, adapter = parts
+    task = get_task("seqrec")
+    rows, hists, cands, _ = _batch(dataset, split, n=3)
+    scorer = build_scorer(parse_method("llm~pmi"), ctx, task)
+    calibrated = scorer.score(rows, hists, cands, None)
+    plain = build_scorer(parse_method("llm"), ctx, task).score(rows, hists, cands, None)
+    model = load_model(str(adapter), device="cpu")
+    reranker = scorer.reranker
+    assert reranker.settings.calibration == "pmi"
+    for i, query in enumerate(scorer.queries(rows, hists, None)):
+        titles = [str(dataset.titles[int(j)]) for j in cands[i]]
+        with_history = naive_scores(model, reranker.instruction(query, cands[i]).text, titles)
+        bare = reranker.instruction(query, cands[i], content_free=True).text
+        assert "oldest first: N/A." in bare and bare != reranker.instruction(query, cands[i]).text
+        np.testing.assert_allclose(calibrated[i], with_history - naive_scores(model, bare, titles), atol=1e-4)
+        np.testing.assert_allclose(plain[i], with_history, atol=1e-4)
+    with pytest.raises(InstructRecError, match="calibration"):
+        parse_method("llm~nope")
+    with pytest.raises(InstructRecError, match="calibration"):
+        RerankSettings(calibration="nope")  # type: ignore[arg-type]
 
 
 def test_llm_memo_is_bounded_and_exact(parts):

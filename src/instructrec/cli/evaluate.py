@@ -50,7 +50,8 @@ def evaluate_cmd(
     method: Annotated[str, typer.Option(
         help="Comma-separated methods: retrievers (popularity, bpr, sasrec, gru4rec, bert4rec, bm25, embedding, dense, hybrid), "
              "llm[:MODEL] (the LLM reranker), llm[:MODEL]+RETRIEVER[@history|@text] (fused; weight fitted on "
-             "--valid-users), recommender (a saved --recommender as a whole).")] = "sasrec",
+             "--valid-users), stack:llm[:MODEL]+RETRIEVER... or stack:RETRIEVER+RETRIEVER... (a learned stacker: one "
+             "weight per signal, fitted on --valid-users), recommender (a saved --recommender as a whole).")] = "sasrec",
     task: Annotated[str, typer.Option(help=doc(R, "task"))] = default(R, "task"),
     candidates: Annotated[str, typer.Option(help=doc(R, "candidates"))] = default(R, "candidates"),
     users: Annotated[int | None, typer.Option(help=doc(R, "users"))] = default(R, "users"),

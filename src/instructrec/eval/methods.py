@@ -9,6 +9,12 @@ Grammar of a method (CLI `--method`, recipe `methods:`):
                                                      LLM weight is fitted on validation users
     llm[:MODEL]*P[+RET...]                           LLM scores averaged over P orders of the
                                                      candidates (`RerankSettings.permutations`)
+    llm[:MODEL]~pmi[*P][+RET...]                     LLM scores calibrated: minus each candidate's
+                                                     score without the history (`RerankSettings.calibration`)
+    stack:llm[:MODEL]+RET[@ROLE]...                  a learned stacker: every signal (the LLM and each
+    stack:RET[@ROLE]+RET[@ROLE]...                   retriever) gets its own weight, fitted on validation
+                                                     users (`recommender.reranker.fit_stack_weights`);
+                                                     without an LLM it stacks the retrievers alone
     recommender                                      a saved recommender as a whole (`--recommender`)
 
 ROLE says what a retriever reads (`recommender.reranker.Role`): `history`, `text` (the task's query
@@ -23,7 +29,7 @@ e.g. `llm:tuned-order+sasrec@order+sasrec`. Every LLM-based method runs through
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -32,6 +38,7 @@ from instructrec.data.dataset import Dataset
 from instructrec.data.split import LeaveOneOutSplit
 from instructrec.errors import InstructRecError
 from instructrec.eval.protocol import RetrieverScorer, Scorer, Task
+from instructrec.recommender.reranker import CALIBRATIONS, NOT_FUSED, FusionWeight
 
 ROLES = ("history", "text", "auto", "note", "order")
 
@@ -54,10 +61,14 @@ class MethodSpec:
     """The saved recommender as a whole."""
     permutations: int = 1
     """Candidate orders the LLM's scores are averaged over."""
+    stacked: bool = False
+    """A learned stacker (`stack:`) instead of the z-score mix."""
+    calibration: str = "none"
+    """How the LLM's scores are calibrated (`~pmi`: `RerankSettings.calibration`)."""
 
     @property
     def needs_fusion_weight(self) -> bool:
-        return bool(self.llm is not None and any(role not in ("note", "order") for _, role in self.fused))
+        return self.stacked or bool(self.llm is not None and any(role not in NOT_FUSED for _, role in self.fused))
 
     @property
     def retrievers(self) -> list[str]:
@@ -68,31 +79,59 @@ def parse_method(text: str, name: str | None = None) -> MethodSpec:
     """Parse a method string; a malformed one is an error that shows the grammar."""
     text = text.strip()
     label = name or text
-    usage = ("write RETRIEVER, llm[:MODEL][*P], llm[:MODEL]+RETRIEVER[@history|@text|@auto|@note|@order]... or recommender "
-             "(e.g. sasrec, llm, llm:runs/tuned+sasrec)")
+    usage = ("write RETRIEVER, llm[:MODEL][~pmi][*P], llm[:MODEL]+RETRIEVER[@history|@text|@auto|@note|@order]..., "
+             "stack:METHOD or recommender (e.g. sasrec, llm, llm:runs/tuned+sasrec, stack:llm+sasrec+bm25)")
     if not text:
         raise InstructRecError(f"empty method; {usage}.")
     if text == "recommender":
         return MethodSpec(text, label, recommender=True)
+    if text.startswith("stack:"):
+        return _parse_stack(text, label, usage)
     head, *rest = text.split("+")
     head, star, perms = head.partition("*") if head.startswith("llm") else (head, "", "")
-    if head != "llm" and not head.startswith("llm:"):
+    if head.partition("~")[0] != "llm" and not head.startswith("llm:"):
         if rest or "@" in head:
             raise InstructRecError(f"cannot read method {text!r}: only an LLM method fuses retrievers; {usage}.")
         return MethodSpec(text, label, retriever=head)
     if star and not (perms.isdigit() and int(perms) >= 1):
         raise InstructRecError(f"cannot read method {text!r}: `*P` needs a whole number of orders >= 1; {usage}.")
+    head, tilde, calibration = head.partition("~")
+    if tilde and calibration not in CALIBRATIONS[1:]:
+        raise InstructRecError(f"cannot read method {text!r}: `~` takes a calibration ({', '.join(CALIBRATIONS[1:])}); "
+                               f"{usage}.")
     model = head[len("llm:"):] if head.startswith("llm:") else ""
     if head.startswith("llm:") and not model:
         raise InstructRecError(f"cannot read method {text!r}: `llm:` needs a model; {usage}.")
+    fused = _fused(rest, text, usage)
+    return MethodSpec(text, label, llm=model, fused=fused, permutations=int(perms) if star else 1,
+                      calibration=calibration or "none")
+
+
+def _fused(parts: Sequence[str], text: str, usage: str) -> tuple[tuple[str, str], ...]:
     fused = []
-    for part in rest:
+    for part in parts:
         ret, _, role = part.partition("@")
         role = role or "auto"
         if not ret or role not in ROLES:
             raise InstructRecError(f"cannot read {part!r} in method {text!r}; {usage}.")
         fused.append((ret, role))
-    return MethodSpec(text, label, llm=model, fused=tuple(fused), permutations=int(perms) if star else 1)
+    return tuple(fused)
+
+
+def _parse_stack(text: str, label: str, usage: str) -> MethodSpec:
+    body = text[len("stack:"):]
+    if body.startswith(("stack:", "recommender")):
+        raise InstructRecError(f"cannot read method {text!r}: `stack:` takes an LLM method or retrievers; {usage}.")
+    if body.startswith("llm"):
+        inner = parse_method(body)
+        spec = replace(inner, text=text, name=label, stacked=True)
+    else:  # retrievers alone: `stack:sasrec+bm25` (a bare retriever method cannot fuse, so parse here)
+        spec = MethodSpec(text, label, fused=_fused(body.split("+"), text, usage), stacked=True)
+    signals = (spec.llm is not None) + sum(role not in NOT_FUSED for _, role in spec.fused)
+    if signals < 2:
+        raise InstructRecError(f"cannot read method {text!r}: a stacker weighs at least two signals "
+                               f"(e.g. stack:llm+sasrec or stack:sasrec+bm25); {usage}.")
+    return spec
 
 
 class ModelStore:
@@ -178,7 +217,7 @@ def _role(retriever: Any, role: str, task: Task) -> str:
     return "auto" if getattr(retriever, "uses_query", False) and task.query is not None else "history"
 
 
-def build_reranker(method: MethodSpec, ctx: EvalContext, task: Task, fusion_weight: float | None = None) -> Any:
+def build_reranker(method: MethodSpec, ctx: EvalContext, task: Task, fusion_weight: FusionWeight | None = None) -> Any:
     """The `Reranker` behind an LLM method (or the saved recommender's), for one task."""
     from instructrec.instructions.schema import Aspects
     from instructrec.recommender.reranker import Reranker, RerankSettings
@@ -188,15 +227,16 @@ def build_reranker(method: MethodSpec, ctx: EvalContext, task: Task, fusion_weig
         if ctx.recommender is None:
             raise InstructRecError("the `recommender` method needs a saved recommender: pass --recommender DIR.")
         return ctx.recommender.reranker
-    if method.llm is None:
+    if method.llm is None and not method.stacked:
         raise InstructRecError(f"{method.text} is a retriever, not an LLM method.")
     retrievers = [(r := ctx.retrievers(name), _role(r, role, task)) for name, role in method.fused]
     fusion = {key: fusion_weight} if fusion_weight is not None else {}
-    return Reranker(ctx.dataset, ctx.models(method.llm), retrievers, ctx.renderer,  # type: ignore[arg-type]
-                    RerankSettings(ctx.history_items, fusion, method.permutations))
+    llm = ctx.models(method.llm) if method.llm is not None else None
+    return Reranker(ctx.dataset, llm, retrievers, ctx.renderer,  # type: ignore[arg-type]
+                    RerankSettings(ctx.history_items, fusion, method.permutations, method.calibration))  # type: ignore[arg-type]
 
 
-def build_scorer(method: MethodSpec, ctx: EvalContext, task: Task, fusion_weight: float | None = None) -> Scorer:
+def build_scorer(method: MethodSpec, ctx: EvalContext, task: Task, fusion_weight: FusionWeight | None = None) -> Scorer:
     """A Scorer (`eval.protocol`) for a method on a task."""
     from instructrec.recommender.reranker import RerankerScorer
 

@@ -40,6 +40,7 @@ from instructrec.eval.protocol import (
     task_inputs,
 )
 from instructrec.eval.queries import QueryProvider, QueryTable, query_provider
+from instructrec.recommender.reranker import FusionWeight
 
 logger = logging.getLogger(__name__)
 
@@ -184,8 +185,9 @@ def validation_candidates(settings: RunSettings, dataset: Dataset, split: LeaveO
 
 
 def fit_method_fusion(method: MethodSpec, ctx: EvalContext, task: Task, valid: CandidateSet,
-                      queries: QueryProvider | None, seed: int = 0) -> float:
-    """Fit a fused method's LLM weight on validation candidates (its own signals, its own task)."""
+                      queries: QueryProvider | None, seed: int = 0) -> FusionWeight:
+    """Fit a fused method's LLM weight (a stacker's: its weights) on validation candidates (its own
+    signals, its own task)."""
     from instructrec.instructions.schema import Aspects
     from instructrec.recommender.reranker import fit_fusion, task_query
 
@@ -194,7 +196,7 @@ def fit_method_fusion(method: MethodSpec, ctx: EvalContext, task: Task, valid: C
     aspects = Aspects.parse(task.aspects)
     qs = [task_query(aspects, hists[i], texts[i] if texts is not None else None, int(ctx.split.users[r]))
           for i, r in enumerate(valid.rows)]
-    return fit_fusion(reranker, qs, valid.items, valid.target_pos, seed=seed)
+    return fit_fusion(reranker, qs, valid.items, valid.target_pos, seed=seed, stacked=method.stacked)
 
 
 def make_context(dataset: Dataset, split: LeaveOneOutSplit, store: RetrieverStore, model: str | None = None,
@@ -206,7 +208,7 @@ def make_context(dataset: Dataset, split: LeaveOneOutSplit, store: RetrieverStor
 def run_evaluation(dataset: Dataset, split: LeaveOneOutSplit, settings: RunSettings, store: RetrieverStore,
                    candidates: CandidateSet | None = None, progress: bool = True,
                    ctx: EvalContext | None = None,
-                   fusion_weights: dict[str, float] | None = None) -> tuple[list[EvalResult], CandidateSet]:
+                   fusion_weights: dict[str, FusionWeight] | None = None) -> tuple[list[EvalResult], CandidateSet]:
     """Build (or take) the candidate set once, then evaluate every method on exactly those candidates.
 
     Users: all evaluated users or a seeded sample of `settings.users`; for `file:` candidates the

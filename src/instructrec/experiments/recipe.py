@@ -302,6 +302,9 @@ def check_recipe(recipe: Recipe, source: str) -> None:
         found = [m for e in recipe.experiments for m in map(method_of, e.methods) if m.name == rec.fusion_from]
         if not found:
             raise bad(f"recommender.fusion_from: no method named {rec.fusion_from!r} in the experiments.")
+        if any(m.stacked for m in found):
+            raise bad(f"recommender.fusion_from: {rec.fusion_from!r} is a stacker, whose weights belong to its own "
+                      "signals; the recommender takes a z-score mix's LLM weight (name an llm+RETRIEVER method).")
 
 
 def retriever_entry(name: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:

@@ -55,6 +55,7 @@ from instructrec.experiments.recipe import (
     train_settings,
 )
 from instructrec.experiments.stages import Stage, StageLog
+from instructrec.recommender.reranker import FusionWeight
 
 log = logging.getLogger(__name__)
 
@@ -300,7 +301,7 @@ class RecipeRun:
         queries = query_provider(task.query, self.dataset, self.split, exp.queries, self.recipe.seed,
                                  teacher=ctx_teacher)
         results: list[EvalResult] = []
-        weights: dict[str, float] = {}
+        weights: dict[str, FusionWeight] = {}
         for method in methods:
             ctx.models.keep_only(method.llm)  # one LLM in memory at a time (zero-shot, then tuned)
             model_deps = [self.model_dep(method.llm)] if method.llm is not None else []
@@ -313,21 +314,21 @@ class RecipeRun:
                 fstage = self.stages.stage("fusion", f"{exp.name}/{method.name}", common,
                                            [vstage, *model_deps, *ret_deps], suffix=".json")
 
-                def fit(path: Path, method: MethodSpec = method, valid: CandidateSet = valid) -> float:
+                def fit(path: Path, method: MethodSpec = method, valid: CandidateSet = valid) -> FusionWeight:
                     vq = query_provider(task.query, self.dataset, self.split, exp.queries, self.recipe.seed,
                                         "valid", teacher=ctx_teacher)
                     w = fit_method_fusion(method, ctx, task, valid, vq, self.recipe.seed)
                     atomic_write(path, json.dumps({"weight": w, "valid_users": len(valid)}) + "\n")
                     return w
 
-                weight = self.stages.run(fstage, fit, lambda p: float(json.loads(p.read_text())["weight"]))
+                weight = self.stages.run(fstage, fit, lambda p: json.loads(p.read_text())["weight"])
                 weights[method.name] = weight
                 fusion_dep = [fstage]
             rstage = self.stages.stage("results", f"{exp.name}/{method.name}",
                                        {**common, "ties": exp.ties, "name": method.name},
                                        [cstage, *model_deps, *ret_deps, *fusion_dep], suffix=".json")
 
-            def score(path: Path, method: MethodSpec = method, weight: float | None = weight) -> EvalResult:
+            def score(path: Path, method: MethodSpec = method, weight: FusionWeight | None = weight) -> EvalResult:
                 scorer = build_scorer(method, ctx, task, weight)
                 spec = parse_spec(exp.candidates)
                 res = evaluate(scorer, self.split, cands, task, queries, spec.group_size, exp.ties,
@@ -351,7 +352,7 @@ class RecipeRun:
         return results, weights, {"report": {k: str(v) for k, v in report.items()}, "paired": paired}
 
     # -- the recommender ---------------------------------------------------------------------
-    def save_recommender(self, weights: dict[str, dict[str, float]]) -> Path:
+    def save_recommender(self, weights: dict[str, dict[str, FusionWeight]]) -> Path:
         from instructrec.candidates.base import load_retriever
         from instructrec.instructions.schema import Aspects
         from instructrec.model.backend import load_model
@@ -396,7 +397,7 @@ def run_recipe(recipe: Recipe, out: str | Path | None = None, experiments: list[
     run = RecipeRun(recipe, out, say, progress)
     say(f"data: {run.dataset!r}")
     rows: list[dict[str, Any]] = []
-    weights: dict[str, dict[str, float]] = {}
+    weights: dict[str, dict[str, FusionWeight]] = {}
     reports: dict[str, Any] = {}
     for exp in selected:
         results, w, extra = run.experiment(exp)

@@ -10,7 +10,8 @@ request texts, already routed to aspects) and their candidate items, and returns
   the instruction rendered from the query with the same templates and wording as training;
 * `scores`: the final score: the LLM's where no fusion weight was fitted for the query's aspects,
   else `w * z(llm) + (1 - w) * z(retrieval)` with the weight fitted for those aspects on validation
-  users (`fit_fusion`); the retrieval signal alone when there is no LLM or nothing to read.
+  users (`fit_fusion`); the retrieval signal alone when there is no LLM or nothing to read; with a
+  learned stacker's weights (a list) `sum_k w_k * z(signal_k)` over the LLM and each retriever.
 
 `Recommender.recommend` calls it for one user; the evaluation harness calls it for a batch of
 users through `RerankerScorer`; both render, score and fuse with this code and nothing else.
@@ -44,6 +45,12 @@ Role = Literal["history", "text", "auto", "note", "order"]
 instruction (`instructions.notes`; for models tuned on such notes); `order`: not fused, the
 candidates are listed in its order, its favourite first (for models tuned with `candidate_order`).
 """
+
+Calibration = Literal["none", "pmi"]
+CALIBRATIONS: tuple[str, ...] = ("none", "pmi")
+CONTENT_FREE_HISTORY = ("N/A",)
+"""The history shown in the calibration prompt (`RerankSettings.calibration`): the template still
+reads as written (its history slot cannot be empty), but says nothing about the user."""
 
 NOT_FUSED = ("note", "order")
 """Roles that shape the instruction instead of adding a score."""
@@ -103,6 +110,48 @@ def fuse(llm_scores: np.ndarray, retrieval_scores: np.ndarray, weight: float) ->
 
 
 FUSION_GRID = tuple(float(w) for w in np.round(np.linspace(0, 1, 21), 2))
+
+FusionWeight = float | list[float]
+"""A fitted fusion: the z-score mix's LLM weight (a float), or a learned stacker's weights (a list),
+one per signal in `Reranker.signal_names` order: the LLM's first where there is one, then each
+fused retriever's."""
+
+
+def stack(signals: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
+    """`sum_k weights[k] * z(signals[k])` per row (an all-NaN row, e.g. no LLM, adds nothing)."""
+    if len(signals) != len(weights):
+        raise InstructRecError(f"the stacker has {len(weights)} weights for {len(signals)} signals: "
+                               "fit it again for this method's signals.")
+    return sum((float(w) * standardize(s) for s, w in zip(signals, weights, strict=True)),
+               np.zeros(np.shape(signals[0])))
+
+
+def fit_stack_weights(signals: Sequence[np.ndarray], target_pos: np.ndarray, l2: float = 1e-3) -> list[float]:
+    """The learned stacker (issue 15, lever 6): a conditional logit over the candidates of each user,
+    linear in the per-user z-scores of each signal, fitted by maximum likelihood of the validation
+    targets (L2 `l2` on the weights) with L-BFGS. Unlike the z-score mix it weighs every retriever
+    on its own (the mix sums them with equal weights) and fits all weights at once; the likelihood
+    is convex, so the fit has one optimum and no grid."""
+    from scipy.optimize import minimize
+    from scipy.special import logsumexp, softmax
+
+    x = np.stack([standardize(s) for s in signals], axis=-1)  # (users, candidates, signals)
+    target_pos = np.asarray(target_pos, dtype=np.int64)
+    if not len(x):
+        raise InstructRecError("fitting the stacker needs validation users; none were given.")
+    rows = np.arange(len(x))
+    x_target = x[rows, target_pos]  # (users, signals)
+
+    def loss(w: np.ndarray) -> tuple[float, np.ndarray]:
+        s = x @ w
+        value = float((logsumexp(s, axis=1) - s[rows, target_pos]).mean() + 0.5 * l2 * w @ w)
+        grad = (np.einsum("uc,uck->k", softmax(s, axis=1), x) - x_target.sum(axis=0)) / len(x) + l2 * w
+        return value, grad
+
+    fit = minimize(loss, np.ones(x.shape[-1]) / x.shape[-1], jac=True, method="L-BFGS-B")
+    weights = [round(float(w), 4) for w in fit.x]
+    log.info("stacker weights %s (validation log-likelihood %.4f per user)", weights, -fit.fun)
+    return weights
 
 
 def fit_fusion_weight(llm_scores: np.ndarray, retrieval_scores: np.ndarray, target_pos: np.ndarray,
@@ -164,17 +213,25 @@ class RerankSettings:
 
     history_items: int = 20
     """Most recent history items shown to the LLM (the paper's 20)."""
-    fusion: dict[str, float] = field(default_factory=dict)
-    """LLM weight per aspects key (e.g. `P1,I0,T3`: 0.3), fitted on validation users of that task;
-    aspects without a weight are ranked by the LLM alone."""
+    fusion: dict[str, FusionWeight] = field(default_factory=dict)
+    """LLM weight per aspects key (e.g. `P1,I0,T3`: 0.3), fitted on validation users of that task,
+    or a stacker's weights (a list, `FusionWeight`); aspects without a weight are ranked by the LLM alone."""
     permutations: int = 1
     """LLM scores averaged over this many orders of the candidates (1: the given order). More than
     one: cyclic shifts of the candidates sorted by item, so each item is shown at as many positions
     and the scores do not depend on the order the candidates came in (cancels position bias)."""
+    calibration: Calibration = "none"
+    """`pmi`: each candidate's LLM score minus its score under the same instruction with the history
+    replaced by a content-free one (`CONTENT_FREE_HISTORY`; domain-conditional PMI, Holtzman et al.
+    2021, with Zhao et al. 2021's "N/A"; issue 15 lever 4): what the history adds to a candidate's
+    score, not how likely it is anyway (popular, short, generic titles). A query without history
+    has nothing to remove and keeps its plain scores."""
 
     def __post_init__(self) -> None:
         if self.permutations < 1:
             raise InstructRecError(f"permutations must be >= 1, not {self.permutations}")
+        if self.calibration not in CALIBRATIONS:
+            raise InstructRecError(f"calibration must be one of {CALIBRATIONS}, not {self.calibration!r}")
 
 
 def candidate_orders(candidates: np.ndarray, permutations: int) -> list[np.ndarray]:
@@ -236,14 +293,16 @@ class Reranker:
         """The history items the instruction shows (the most recent `history_items`)."""
         return query.history[-self.settings.history_items:] if self.settings.history_items else query.history
 
-    def instruction(self, query: Query, candidates: Sequence[int], notes: Sequence[str] | None = None) -> Any:
+    def instruction(self, query: Query, candidates: Sequence[int], notes: Sequence[str] | None = None,
+                    content_free: bool = False) -> Any:
         """The T3 instruction for a query: the template of its aspects, texts fitted to the slot,
-        candidates annotated with `notes` when given."""
+        candidates annotated with `notes` when given; `content_free` shows `CONTENT_FREE_HISTORY`
+        instead of the history (the calibration prompt)."""
         template = self.renderer.template_for(query.aspects)
         specific = query.aspects.intention is Intention.SPECIFIC
         pref = query.preference if Preference.EXPLICIT in query.aspects.preference else None
         intent = query.intention if query.aspects.intention is not Intention.NONE else None
-        shown = self.shown_history(query)
+        shown: Any = list(CONTENT_FREE_HISTORY) if content_free else self.shown_history(query)
         return self.renderer.rerank(
             query.aspects, history=shown, candidates=list(candidates), template_id=template.id,
             preference=fit_to_slot(pref, "preference", template.text, False) if pref else None,
@@ -252,13 +311,26 @@ class Reranker:
             notes=notes,
         )
 
+    @property
+    def signal_names(self) -> list[str]:
+        """The signals a stacker weighs, in the order of its weights: `llm` (if any), then each
+        fused retriever as `NAME@ROLE`."""
+        names = [f"{getattr(r, 'name', type(r).__name__)}@{role}" for r, role in self.retrievers if role not in NOT_FUSED]
+        return (["llm"] if self.llm is not None else []) + names
+
     def retrieval_scores(self, queries: Sequence[Query], candidates: np.ndarray) -> np.ndarray:
         """Sum of per-user z-scores of the retrievers that apply to each query (zeros if none)."""
-        total = np.zeros(candidates.shape, dtype=np.float64)
+        return sum(self.retrieval_parts(queries, candidates), np.zeros(candidates.shape, dtype=np.float64))
+
+    def retrieval_parts(self, queries: Sequence[Query], candidates: np.ndarray) -> list[np.ndarray]:
+        """Per-user z-scores of each fused retriever (zeros for a query it does not apply to)."""
+        parts = []
         users = np.asarray([q.user for q in queries], dtype=np.int64)
         for retriever, role in self.retrievers:
             if role in NOT_FUSED:
                 continue
+            total = np.zeros(candidates.shape, dtype=np.float64)
+            parts.append(total)
             texts = [q.text if role != "history" else None for q in queries]
             by_text = np.asarray([t is not None for t in texts])
             by_hist = np.asarray([role != "text" and len(q.history) > 0 for q in queries]) & ~by_text
@@ -268,7 +340,7 @@ class Reranker:
                 scores = retriever.score([queries[i].history for i in rows], candidates[rows],
                                          [texts[i] for i in rows] if with_text else None, users=users[rows])
                 total[rows] += standardize(np.asarray(scores, dtype=np.float64))
-        return total
+        return parts
 
     def llm_scores(self, queries: Sequence[Query], candidates: np.ndarray) -> tuple[np.ndarray, list[str]]:
         """LLM scores (NaN rows where nothing can be read) and the instructions (empty where none)."""
@@ -286,33 +358,41 @@ class Reranker:
                 notes = dict(zip(rows, writer(histories, candidates[rows], users), strict=True))
             if ranker is not None:
                 orders = dict(zip(rows, ranker.orders(histories, candidates[rows], users), strict=True))
-        shown: list[tuple[int, np.ndarray]] = []  # (row, order) per instruction scored
+        shown: list[tuple[int, np.ndarray, float]] = []  # (row, order, sign) per instruction scored
         prompts: list[str] = []
+        pmi = self.settings.calibration == "pmi"
         for i in rows:
             row_orders = [orders[i]] if orders is not None else candidate_orders(candidates[i], self.settings.permutations)
             for order in row_orders:
-                shown.append((i, order))
                 row_notes = [notes[i][j] for j in order] if notes is not None else None
+                shown.append((i, order, 1.0))
                 prompts.append(self.instruction(queries[i], candidates[i][order], row_notes).text)
                 texts[i] = texts[i] or prompts[-1]  # the first order's instruction
+                if pmi and len(queries[i].history):  # the same instruction without the history, subtracted
+                    shown.append((i, order, -1.0))
+                    prompts.append(self.instruction(queries[i], candidates[i][order], row_notes, content_free=True).text)
         if shown:
-            titles = [[str(self.dataset.titles[int(j)]) for j in candidates[i][order]] for i, order in shown]
+            titles = [[str(self.dataset.titles[int(j)]) for j in candidates[i][order]] for i, order, _ in shown]
             total = np.zeros(candidates.shape)
             count = np.zeros(len(candidates))
-            for (i, order), scores in zip(shown, self.llm(prompts, titles), strict=True):
-                total[i, order] += scores
-                count[i] += 1
+            for (i, order, sign), scores in zip(shown, self.llm(prompts, titles), strict=True):
+                total[i, order] += sign * scores
+                count[i] += sign > 0
             out[rows] = total[rows] / count[rows, None]
         return out, texts
 
-    def final_scores(self, queries: Sequence[Query], llm: np.ndarray, retrieval: np.ndarray) -> np.ndarray:
+    def final_scores(self, queries: Sequence[Query], llm: np.ndarray, parts: Sequence[np.ndarray]) -> np.ndarray:
+        retrieval = sum(parts, np.zeros(llm.shape))
         out = np.empty_like(retrieval)
         for i, q in enumerate(queries):
-            if np.isnan(llm[i]).all():
-                out[i] = retrieval[i]
-                continue
             weight = self.settings.fusion.get(q.aspects.key())
-            out[i] = llm[i] if weight is None else fuse(llm[i : i + 1], retrieval[i : i + 1], weight)[0]
+            row = slice(i, i + 1)
+            if isinstance(weight, list):  # a learned stacker: each signal its own weight
+                out[i] = stack(([llm[row]] if self.llm is not None else []) + [p[row] for p in parts], weight)[0]
+            elif np.isnan(llm[i]).all():
+                out[i] = retrieval[i]
+            else:
+                out[i] = llm[i] if weight is None else fuse(llm[row], retrieval[row], weight)[0]
         return out
 
     # -- the path ----------------------------------------------------------------------------
@@ -325,9 +405,10 @@ class Reranker:
         if candidates.size and (candidates.min() < 0 or candidates.max() >= self.dataset.n_items):
             raise InstructRecError("a candidate is not an item index of this dataset "
                                    f"(0..{self.dataset.n_items - 1}).")
-        retrieval = self.retrieval_scores(queries, candidates)
+        parts = self.retrieval_parts(queries, candidates)
+        retrieval = sum(parts, np.zeros(candidates.shape))
         llm, texts = self.llm_scores(queries, candidates)
-        final = self.final_scores(queries, llm, retrieval)
+        final = self.final_scores(queries, llm, parts)
         self.last_instructions = texts
         return [ItemList(candidates[i], final[i], [str(self.dataset.titles[int(j)]) for j in candidates[i]],
                          {"llm": llm[i], "retrieval": retrieval[i]}) for i in range(len(queries))]
@@ -336,28 +417,35 @@ class Reranker:
         """One user's candidates, scored and ranked best first (the serving call)."""
         return self.score_batch([query], candidates.items[None, :])[0].ranked(k)
 
-    def with_fusion(self, fusion: dict[str, float]) -> Reranker:
+    def with_fusion(self, fusion: dict[str, FusionWeight]) -> Reranker:
         """The same parts with other fusion weights (e.g. fitted ones)."""
         return Reranker(self.dataset, self.llm, self.retrievers, self.renderer,
                         replace(self.settings, fusion=dict(fusion)))
 
 
 def fit_fusion(reranker: Reranker, queries: Sequence[Query], candidates: np.ndarray, target_pos: np.ndarray,
-               seed: int = 0, batch_size: int = 64) -> float:
-    """The LLM weight for `reranker`'s signals that ranks validation targets best (NDCG@5)."""
-    if reranker.llm is None or not reranker.retrievers:
+               seed: int = 0, batch_size: int = 64, stacked: bool = False) -> FusionWeight:
+    """`reranker`'s fusion fitted on validation targets: the z-score mix's LLM weight that ranks
+    them best (NDCG@5), or with `stacked` the learned stacker's weights (`fit_stack_weights`)."""
+    n_signals = len(reranker.signal_names)
+    if stacked and n_signals < 2:
+        raise InstructRecError("a stacker needs at least two signals (the LLM and a retriever, or two retrievers).")
+    if not stacked and (reranker.llm is None or n_signals < 2):
         raise InstructRecError("fusing needs an LLM and at least one retriever.")
     from instructrec import distributed
 
-    def signals(k: int) -> tuple[np.ndarray, np.ndarray]:
+    def signals(k: int) -> list[np.ndarray]:
         sl = slice(k * batch_size, (k + 1) * batch_size)
-        ret = reranker.retrieval_scores(queries[sl], candidates[sl])
-        return reranker.llm_scores(queries[sl], candidates[sl])[0], ret
+        parts = reranker.retrieval_parts(queries[sl], candidates[sl])
+        return ([reranker.llm_scores(queries[sl], candidates[sl])[0]] if reranker.llm is not None else []) + parts
 
-    # several processes: each scores its share of the batches; every rank fits the same weight
-    parts = distributed.map_batches(signals, -(-len(queries) // batch_size))
-    return fit_fusion_weight(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]),
-                             target_pos, seed=seed)
+    # several processes: each scores its share of the batches; every rank fits the same weights
+    batches = distributed.map_batches(signals, -(-len(queries) // batch_size))
+    columns = [np.concatenate([b[k] for b in batches]) for k in range(n_signals)]
+    if stacked:
+        return fit_stack_weights(columns, target_pos)
+    llm, *parts = columns
+    return fit_fusion_weight(llm, sum(parts, np.zeros(llm.shape)), target_pos, seed=seed)
 
 
 class RerankerScorer:
