@@ -165,6 +165,10 @@ def test_fit_stack_weights_is_the_likelihood_optimum():
         assert nll(w + np.asarray(step)) > best
     with pytest.raises(InstructRecError, match="validation users"):
         fit_stack_weights([useful[:0], noise[:0]], target_pos[:0])
+    # rows without their target (two-stage candidates, -1) are left out of the fit, not read as column -1
+    missing = np.r_[target_pos, np.full(50, -1)]
+    padded = [np.r_[useful, rng.normal(size=(50, c))], np.r_[noise, rng.normal(size=(50, c))]]
+    np.testing.assert_allclose(fit_stack_weights(padded, missing), w)
 
 
 def test_fit_fusion_stacked_trusts_the_signal_that_ranks_targets(parts):

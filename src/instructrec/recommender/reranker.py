@@ -135,10 +135,13 @@ def fit_stack_weights(signals: Sequence[np.ndarray], target_pos: np.ndarray, l2:
     from scipy.optimize import minimize
     from scipy.special import logsumexp, softmax
 
-    x = np.stack([standardize(s) for s in signals], axis=-1)  # (users, candidates, signals)
     target_pos = np.asarray(target_pos, dtype=np.int64)
+    present = target_pos >= 0  # two-stage candidates may miss the target (-1): nothing to learn there
+    x = np.stack([standardize(s) for s in signals], axis=-1)[present]  # (users, candidates, signals)
+    target_pos = target_pos[present]
     if not len(x):
-        raise InstructRecError("fitting the stacker needs validation users; none were given.")
+        raise InstructRecError("fitting the stacker needs validation users whose target is among the "
+                               "candidates; none were given.")
     rows = np.arange(len(x))
     x_target = x[rows, target_pos]  # (users, signals)
 
