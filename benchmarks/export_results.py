@@ -22,6 +22,8 @@ from instructrec.eval.methods import parse_method
 
 def llm_input(spec: str) -> str:
     method = parse_method(spec)
+    if method.llm is None and not method.recommender:  # a retriever, or a stack of retrievers
+        return "none"
     if any(role in ("note", "order") for _, role in method.fused):
         return "collaborative"
     if method.recommender or method.needs_fusion_weight:
