@@ -153,7 +153,9 @@ def test_fit_stack_weights_is_the_likelihood_optimum():
     useful[np.arange(n), target_pos] += 1.5
     noise = rng.normal(size=(n, c))
     w = np.asarray(fit_stack_weights([useful, noise], target_pos))
-    assert w[0] > 1.0 and abs(w[1]) < 0.2 * w[0]
+    assert w[0] > 1.0 and 0 <= w[1] < 0.2 * w[0]
+    # a signal that points away from the target is ignored, not inverted (non-negative weights)
+    assert fit_stack_weights([useful, -useful], target_pos)[1] == 0.0
 
     def nll(weights):
         s = weights[0] * standardize(useful) + weights[1] * standardize(noise)
@@ -162,7 +164,8 @@ def test_fit_stack_weights_is_the_likelihood_optimum():
 
     best = nll(w)
     for step in ([0.1, 0], [-0.1, 0], [0, 0.1], [0, -0.1]):
-        assert nll(w + np.asarray(step)) > best
+        if (w + np.asarray(step) >= 0).all():  # every feasible move away from the fit does worse
+            assert nll(w + np.asarray(step)) > best
     with pytest.raises(InstructRecError, match="validation users"):
         fit_stack_weights([useful[:0], noise[:0]], target_pos[:0])
     # rows without their target (two-stage candidates, -1) are left out of the fit, not read as column -1

@@ -303,7 +303,8 @@ class RecipeRun:
         results: list[EvalResult] = []
         weights: dict[str, FusionWeight] = {}
         for method in methods:
-            ctx.models.keep_only(method.llm)  # one LLM in memory at a time (zero-shot, then tuned)
+            if method.llm is not None:  # one LLM in memory at a time (zero-shot, then tuned); a retriever
+                ctx.models.keep_only(method.llm)  # method between two of the same LLM keeps its memo
             model_deps = [self.model_dep(method.llm)] if method.llm is not None else []
             ret_deps = [self.retrievers.stage(r) for r in method.retrievers]
             common = {"method": method.text, "task": task.name, "queries": exp.queries, "seed": self.recipe.seed}

@@ -129,9 +129,15 @@ def stack(signals: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray
 def fit_stack_weights(signals: Sequence[np.ndarray], target_pos: np.ndarray, l2: float = 1e-3) -> list[float]:
     """The learned stacker (issue 15, lever 6): a conditional logit over the candidates of each user,
     linear in the per-user z-scores of each signal, fitted by maximum likelihood of the validation
-    targets (L2 `l2` on the weights) with L-BFGS. Unlike the z-score mix it weighs every retriever
+    targets (L2 `l2` on the weights) with L-BFGS-B. Unlike the z-score mix it weighs every retriever
     on its own (the mix sums them with equal weights) and fits all weights at once; the likelihood
-    is convex, so the fit has one optimum and no grid."""
+    is convex, so the fit has one optimum and no grid.
+
+    The weights are non-negative (Breiman's stacked regressions, 1996): a signal can help or be
+    ignored, never be turned upside down. Without that bound the stacker reads how candidates were
+    drawn instead of what the user wants: on hard negatives (the first stage's top 9 non-targets)
+    a negative weight on the first stage singles out the one candidate it did not pick, the
+    target (HR@1 0.909 on Games, a leak of the protocol, not a recommender)."""
     from scipy.optimize import minimize
     from scipy.special import logsumexp, softmax
 
@@ -151,7 +157,8 @@ def fit_stack_weights(signals: Sequence[np.ndarray], target_pos: np.ndarray, l2:
         grad = (np.einsum("uc,uck->k", softmax(s, axis=1), x) - x_target.sum(axis=0)) / len(x) + l2 * w
         return value, grad
 
-    fit = minimize(loss, np.ones(x.shape[-1]) / x.shape[-1], jac=True, method="L-BFGS-B")
+    fit = minimize(loss, np.ones(x.shape[-1]) / x.shape[-1], jac=True, method="L-BFGS-B",
+                   bounds=[(0.0, None)] * x.shape[-1])
     weights = [round(float(w), 4) for w in fit.x]
     log.info("stacker weights %s (validation log-likelihood %.4f per user)", weights, -fit.fun)
     return weights
