@@ -76,3 +76,25 @@ def test_paired_difference_pairs_users_by_row():
     assert part["HR@1"]["n"] == 100
     with pytest.raises(ValueError, match="share no user"):
         paired_difference(a, b, rows, rows + 1000)
+
+
+def test_paired_differences_add_the_two_stage_metrics_where_lists_are_long():
+    """Paired rows carry HR@10 / NDCG@10 when every result has them (lists of 20), not otherwise."""
+    from instructrec.eval.protocol import EvalResult
+    from instructrec.eval.runner import paired_differences, paired_markdown
+
+    rows = np.arange(4)
+
+    def result(name, ranks, hr_ks, ndcg_ks):
+        ranks = np.asarray(ranks)
+        return EvalResult(name, "seqrec", "rerank:sasrec:20", rows, ranks, per_user_metrics(ranks, hr_ks, ndcg_ks), 0.0)
+
+    long = [result("a", [1, 12, 3, 9], (1, 10), (5, 10)), result("b", [2, 12, 11, 9], (1, 10), (5, 10))]
+    [row] = paired_differences(long)
+    assert row["HR@10"]["mean"] == pytest.approx(0.25) and "NDCG@10" in row
+    assert "HR@10" in paired_markdown([row]).splitlines()[0]
+    short = [result("a", [1, 2], (1,), (5,)), result("b", [2, 2], (1,), (5,))]
+    for r in short:
+        r.rows = rows[:2]
+    [row] = paired_differences(short)
+    assert set(row) >= {"HR@1", "NDCG@5"} and "HR@10" not in row

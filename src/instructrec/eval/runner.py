@@ -245,11 +245,21 @@ def run_evaluation(dataset: Dataset, split: LeaveOneOutSplit, settings: RunSetti
     return results, candidates
 
 
-def paired_differences(results: Sequence[EvalResult], metrics: Sequence[str] = ("HR@1", "NDCG@5"),
+PAIRED_METRICS = ("HR@1", "NDCG@5")
+TWO_STAGE_METRICS = ("HR@10", "NDCG@10")
+"""Also paired where the candidate lists are longer than 10 (two-stage `rerank:`), where the
+catalogue-level HR@10 / NDCG@10 are the figures that count (LlamaRec's protocol)."""
+
+
+def paired_differences(results: Sequence[EvalResult], metrics: Sequence[str] | None = None,
                        pairs: Sequence[tuple[str, str]] | None = None) -> list[dict[str, Any]]:
     """Paired per-user differences (same users, same candidates) between methods of one candidate set:
-    the given `pairs` of method names, else every pair in result order (`a - b`, a listed first)."""
+    the given `pairs` of method names, else every pair in result order (`a - b`, a listed first).
+    Metrics: `PAIRED_METRICS`, plus `TWO_STAGE_METRICS` where every result has them."""
     by = {r.method: r for r in results if r.candidates != "full"}
+    if metrics is None:
+        extra = [m for m in TWO_STAGE_METRICS if by and all(m in r.per_user for r in by.values())]
+        metrics = (*PAIRED_METRICS, *extra)
     names = list(by)
     pairs = pairs if pairs is not None else [(a, b) for i, a in enumerate(names) for b in names[i + 1:]]
     out = []
@@ -261,9 +271,10 @@ def paired_differences(results: Sequence[EvalResult], metrics: Sequence[str] = (
     return out
 
 
-def paired_markdown(rows: Sequence[dict[str, Any]], metrics: Sequence[str] = ("HR@1", "NDCG@5")) -> str:
+def paired_markdown(rows: Sequence[dict[str, Any]], metrics: Sequence[str] | None = None) -> str:
     if not rows:
         return ""
+    metrics = metrics or [m for m in (*PAIRED_METRICS, *TWO_STAGE_METRICS) if m in rows[0]]
     lines = ["| a - b (paired, 95% CI) | " + " | ".join(metrics) + " |", "|---|" + "---|" * len(metrics)]
     for r in rows:
         cells = [f"{r[m]['mean']:+.4f} [{r[m]['ci_low']:+.4f}, {r[m]['ci_high']:+.4f}]" if m in r else ""
