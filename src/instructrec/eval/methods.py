@@ -38,7 +38,7 @@ from instructrec.data.dataset import Dataset
 from instructrec.data.split import LeaveOneOutSplit
 from instructrec.errors import InstructRecError
 from instructrec.eval.protocol import RetrieverScorer, Scorer, Task
-from instructrec.recommender.reranker import CALIBRATIONS, NOT_FUSED, FusionWeight
+from instructrec.recommender.reranker import CALIBRATIONS, NOT_FUSED, Calibration, FusionWeight
 
 ROLES = ("history", "text", "auto", "note", "order")
 
@@ -63,7 +63,7 @@ class MethodSpec:
     """Candidate orders the LLM's scores are averaged over."""
     stacked: bool = False
     """A learned stacker (`stack:`) instead of the z-score mix."""
-    calibration: str = "none"
+    calibration: Calibration = "none"
     """How the LLM's scores are calibrated (`~pmi`: `RerankSettings.calibration`)."""
 
     @property
@@ -104,7 +104,7 @@ def parse_method(text: str, name: str | None = None) -> MethodSpec:
         raise InstructRecError(f"cannot read method {text!r}: `llm:` needs a model; {usage}.")
     fused = _fused(rest, text, usage)
     return MethodSpec(text, label, llm=model, fused=fused, permutations=int(perms) if star else 1,
-                      calibration=calibration or "none")
+                      calibration=calibration or "none")  # type: ignore[arg-type]  # checked against CALIBRATIONS
 
 
 def _fused(parts: Sequence[str], text: str, usage: str) -> tuple[tuple[str, str], ...]:
@@ -233,7 +233,7 @@ def build_reranker(method: MethodSpec, ctx: EvalContext, task: Task, fusion_weig
     fusion = {key: fusion_weight} if fusion_weight is not None else {}
     llm = ctx.models(method.llm) if method.llm is not None else None
     return Reranker(ctx.dataset, llm, retrievers, ctx.renderer,  # type: ignore[arg-type]
-                    RerankSettings(ctx.history_items, fusion, method.permutations, method.calibration))  # type: ignore[arg-type]
+                    RerankSettings(ctx.history_items, fusion, method.permutations, method.calibration))
 
 
 def build_scorer(method: MethodSpec, ctx: EvalContext, task: Task, fusion_weight: FusionWeight | None = None) -> Scorer:

@@ -391,14 +391,20 @@ class Reranker:
             out[rows] = total[rows] / count[rows, None]
         return out, texts
 
-    def final_scores(self, queries: Sequence[Query], llm: np.ndarray, parts: Sequence[np.ndarray]) -> np.ndarray:
-        retrieval = sum(parts, np.zeros(llm.shape))
+    def stack_signals(self, llm: np.ndarray, parts: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """The signals a stacker weighs, in `signal_names` order: the LLM's scores (if there is an
+        LLM), then each fused retriever's z-scores (`retrieval_parts`)."""
+        return ([llm] if self.llm is not None else []) + list(parts)
+
+    def final_scores(self, queries: Sequence[Query], llm: np.ndarray, parts: Sequence[np.ndarray],
+                     retrieval: np.ndarray) -> np.ndarray:
+        """Final scores from the LLM's, each retriever's (`parts`) and their sum (`retrieval`)."""
         out = np.empty_like(retrieval)
         for i, q in enumerate(queries):
             weight = self.settings.fusion.get(q.aspects.key())
             row = slice(i, i + 1)
             if isinstance(weight, list):  # a learned stacker: each signal its own weight
-                out[i] = stack(([llm[row]] if self.llm is not None else []) + [p[row] for p in parts], weight)[0]
+                out[i] = stack(self.stack_signals(llm[row], [p[row] for p in parts]), weight)[0]
             elif np.isnan(llm[i]).all():
                 out[i] = retrieval[i]
             else:
@@ -418,7 +424,7 @@ class Reranker:
         parts = self.retrieval_parts(queries, candidates)
         retrieval = sum(parts, np.zeros(candidates.shape))
         llm, texts = self.llm_scores(queries, candidates)
-        final = self.final_scores(queries, llm, parts)
+        final = self.final_scores(queries, llm, parts, retrieval)
         self.last_instructions = texts
         return [ItemList(candidates[i], final[i], [str(self.dataset.titles[int(j)]) for j in candidates[i]],
                          {"llm": llm[i], "retrieval": retrieval[i]}) for i in range(len(queries))]
@@ -446,8 +452,8 @@ def fit_fusion(reranker: Reranker, queries: Sequence[Query], candidates: np.ndar
 
     def signals(k: int) -> list[np.ndarray]:
         sl = slice(k * batch_size, (k + 1) * batch_size)
-        parts = reranker.retrieval_parts(queries[sl], candidates[sl])
-        return ([reranker.llm_scores(queries[sl], candidates[sl])[0]] if reranker.llm is not None else []) + parts
+        llm = reranker.llm_scores(queries[sl], candidates[sl])[0] if reranker.llm is not None else None
+        return reranker.stack_signals(llm, reranker.retrieval_parts(queries[sl], candidates[sl]))  # type: ignore[arg-type]
 
     # several processes: each scores its share of the batches; every rank fits the same weights
     batches = distributed.map_batches(signals, -(-len(queries) // batch_size))
