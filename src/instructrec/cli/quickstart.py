@@ -108,6 +108,9 @@ def print_summary(summary: dict[str, Any], title: str) -> None:
     computed = sum(1 for s in summary["stages"] if s["status"] == "computed")
     console.print(f"stages: {computed} computed, {len(summary['stages']) - computed} reused; seconds per stage kind: "
                   + ", ".join(f"{k} {v:.0f}" for k, v in summary["stage_seconds"].items()))
+    if summary.get("stage_peak_rss_mb"):
+        console.print("peak memory per stage kind (GB): "
+                      + ", ".join(f"{k} {v / 1024:.2f}" for k, v in summary["stage_peak_rss_mb"].items()))
     if summary.get("recommender"):
         rec = summary["recommender"]
         console.print(f"recommender saved in {rec} (fusion weights {summary['fusion_weights']})")

@@ -416,7 +416,8 @@ def run_recipe(recipe: Recipe, out: str | Path | None = None, experiments: list[
         say("recommender: not saved (only some experiments were run; its fusion weights need them all)")
     summary = {"recipe": recipe.name, "out": str(out), "results": rows, "fusion_weights": weights,
                "reports": reports, "recommender": recommender, "stages": run.stages.entries,
-               "stage_seconds": run.stages.timings(), "seconds": round(time.monotonic() - started, 1),
+               "stage_seconds": run.stages.timings(), "stage_peak_rss_mb": run.stages.peak_memory(),
+               "seconds": round(time.monotonic() - started, 1),
                "settings": recipe.to_dict()}
     atomic_write(out / SUMMARY, json.dumps(summary, indent=2, default=str) + "\n")
     return summary

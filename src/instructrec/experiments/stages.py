@@ -33,6 +33,28 @@ def settings_hash(settings: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
+def _peak_rss_mb() -> float:
+    """This process's peak resident memory since the last `_reset_peak_rss` (Linux VmHWM), else
+    since it started (`ru_maxrss`)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _reset_peak_rss() -> None:
+    """Start a new peak (Linux: "5" to /proc/self/clear_refs resets VmHWM); a no-op elsewhere."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
 def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_")[:80] or "stage"
 
@@ -68,6 +90,9 @@ class StageLog:
         self.root = Path(root)
         self.say = say or (lambda _msg: None)
         self.entries: list[dict[str, Any]] = []
+        self._open_peaks: list[float] = []
+        """Peak memory so far of each stage being computed, outermost first (stages nest: a result
+        stage may fit the retriever it reads)."""
 
     def stage(self, kind: str, name: str, settings: dict[str, Any], deps: list[Stage | str] = (),
               suffix: str = "") -> Stage:
@@ -87,11 +112,20 @@ class StageLog:
         self.say(f"{stage.kind}: {stage.name} ({stage.hash})")
         started = time.monotonic()
         stage.path.parent.mkdir(parents=True, exist_ok=True)
-        value = compute(stage.path)
+        if self._open_peaks:
+            self._open_peaks[-1] = max(self._open_peaks[-1], _peak_rss_mb())
+        self._open_peaks.append(0.0)
+        _reset_peak_rss()
+        try:
+            value = compute(stage.path)
+        finally:
+            peak = max(self._open_peaks.pop(), _peak_rss_mb())
+            if self._open_peaks:
+                self._open_peaks[-1] = max(self._open_peaks[-1], peak)
         seconds = round(time.monotonic() - started, 2)
         write_record(stage, seconds)
         self.entries.append({"kind": stage.kind, "name": stage.name, "hash": stage.hash,
-                             "status": "computed", "seconds": seconds})
+                             "status": "computed", "seconds": seconds, "peak_rss_mb": round(peak)})
         return value
 
     def folder(self, stage: Stage, fill: Callable[[Path], None], load: Callable[[Path], T]) -> T:
@@ -109,6 +143,15 @@ class StageLog:
         out: dict[str, float] = {}
         for e in self.entries:
             out[e["kind"]] = round(out.get(e["kind"], 0.0) + e["seconds"], 2)
+        return out
+
+    def peak_memory(self) -> dict[str, int]:
+        """The highest resident memory (MB) of this process while a stage of each kind was computed
+        (a stage's figure includes the stages nested in it)."""
+        out: dict[str, int] = {}
+        for e in self.entries:
+            if "peak_rss_mb" in e:
+                out[e["kind"]] = max(out.get(e["kind"], 0), e["peak_rss_mb"])
         return out
 
 

@@ -249,21 +249,32 @@ def _merge_lora(model: Any, folder: Path, cfg: dict[str, Any]) -> bool:
     return True
 
 
+def _load_tokenizer(folder: Path, lean: bool = False) -> Any:
+    if lean:
+        from instructrec.model.lean import LeanTokenizer
+
+        return LeanTokenizer(folder)
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(folder))
+
+
 def _load_adapter(folder: Path, kind: ModelKind | None, dtype: torch.dtype, device: str,
-                  merge: bool = False) -> LoadedModel:
+                  merge: bool = False, lean: bool = False) -> LoadedModel:
     meta = _read_meta(folder)
     cfg = json.loads((folder / "adapter_config.json").read_text())
     base_spec = meta.get("base_model") or cfg.get("base_model_name_or_path")
     if not base_spec:
         raise ModelError(f"{folder} is an adapter without a base model name; pass the base model with --model")
-    base = load_model(base_spec, kind=kind or meta.get("kind"), dtype=dtype_name(dtype), device="cpu")
+    base = load_model(base_spec, kind=kind or meta.get("kind"), dtype=dtype_name(dtype), device="cpu", lean=lean)
+    is_lean = lean and _is_lean(base.model)
     tokenizer = base.tokenizer
     if (folder / "tokenizer_config.json").is_file():
-        from transformers import AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(str(folder))
+        tokenizer = _load_tokenizer(folder, lean=is_lean and (folder / "tokenizer.json").is_file())
     if merge and _merge_lora(base.model, folder, cfg):
         return _finish(base.model, tokenizer, base.kind, str(folder), device, meta)
+    if is_lean:  # an adapter `_merge_lora` does not fold: peft wraps transformers models only
+        return _load_adapter(folder, kind, dtype, device, merge)
     from peft import PeftModel
 
     try:
@@ -295,18 +306,26 @@ def load_model(
     dtype: DType = "auto",
     device: str | None = None,
     merge_adapter: bool = False,
+    lean: bool = False,
 ) -> LoadedModel:
     """Load a model and its tokenizer from `spec` (see the module docstring); one `ModelError` with
     what to do when it cannot be found or used.
 
     `merge_adapter`: for inference only, fold a LoRA adapter into the base weights: forwards skip
     peft's per-layer adapter branches (the gain was not measured cleanly on the shared CPU box), but
-    the result is a plain model that cannot be trained further as an adapter."""
+    the result is a plain model that cannot be trained further as an adapter.
+
+    `lean`: for inference only, load a Llama model of a configuration `model.lean` covers (and its
+    tokenizer) without importing transformers: the cold start of `recommend` and `serve`; any other
+    model loads through transformers as without it."""
     device = device or default_device()
     torch_dtype = resolve_dtype(dtype, device)
     spec_str = str(spec)
     if spec_str == defaults.DEFAULT_MODEL_NAME:
-        model, tokenizer, detected = _load_folder(defaults.default_model_dir(), kind, torch_dtype)
+        folder = defaults.default_model_dir()
+        if lean and kind != "seq2seq" and _lean_covers(folder):
+            return _finish(*_load_lean(folder, torch_dtype), "causal", spec_str, device)
+        model, tokenizer, detected = _load_folder(folder, kind, torch_dtype)
         return _finish(model, tokenizer, detected, spec_str, device)
     path = Path(spec_str).expanduser()
     if path.is_file():
@@ -319,17 +338,37 @@ def load_model(
             raise ModelError(f"{path} is a training output that is not finished (still training, or killed): rerun "
                              "the same `instructrec train` command to finish it, or load one of its checkpoint-N folders")
         if (path / "adapter_config.json").is_file():
-            return _load_adapter(path, kind, torch_dtype, device, merge_adapter)
+            return _load_adapter(path, kind, torch_dtype, device, merge_adapter, lean)
         if not (path / "config.json").is_file():
             raise ModelError(
                 f"{path} is a folder without config.json or adapter_config.json; point --model at a saved "
                 "model folder, a training output, a .gguf file, a hub id or 'default'"
             )
+        if lean and kind != "seq2seq" and _lean_covers(path):
+            return _finish(*_load_lean(path, torch_dtype), "causal", spec_str, device, _read_meta(path))
         model, tokenizer, detected = _load_folder(path, kind, torch_dtype)
         return _finish(model, tokenizer, detected, spec_str, device, _read_meta(path))
     if isinstance(spec, Path) or _looks_like_path(spec_str):
         raise ModelError(f"model path {path} does not exist; check the path or use --model default")
     return _load_hub(spec_str, kind, torch_dtype, device)
+
+
+def _lean_covers(folder: Path) -> bool:
+    from instructrec.model.lean import supports_folder
+
+    return supports_folder(folder)
+
+
+def _is_lean(model: Any) -> bool:
+    from instructrec.model.lean import LeanLlama
+
+    return isinstance(model, LeanLlama)
+
+
+def _load_lean(folder: Path, dtype: torch.dtype) -> tuple[Any, Any]:
+    from instructrec.model.lean import load_lean
+
+    return load_lean(folder, dtype)
 
 
 def _load_hub(repo_id: str, kind: ModelKind | None, dtype: torch.dtype, device: str) -> LoadedModel:

@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from transformers.modeling_outputs import BaseModelOutput
 
 from instructrec.errors import DataError, ModelError
 from instructrec.model.backend import LoadedModel
@@ -60,6 +59,8 @@ def _forward_params(model: Any) -> set[str]:
 def supports_masked_logits(model: Any) -> bool:
     """Whether `logits_to_keep` accepts a boolean (batch, seq) mask (transformers >= 5.2x); older
     versions only take an int or a 1-D index, and the full LM head is computed instead."""
+    if getattr(_base(model), "accepts_logits_mask", False):  # model.lean: without importing transformers
+        return True
     import transformers.modeling_utils as mu
 
     return "logits_to_keep" in _forward_params(model) and hasattr(mu, "slice_logits_to_keep")
@@ -101,8 +102,12 @@ def _cache_layers(cache: Any) -> list[tuple[torch.Tensor, torch.Tensor]]:
     return list(zip(cache.key_cache, cache.value_cache, strict=True))  # transformers < 4.56
 
 
-def _make_cache(layers: list[tuple[torch.Tensor, torch.Tensor]]) -> Any:
-    """A transformers `DynamicCache` holding `layers` ((keys, values) per layer)."""
+def _make_cache(model: Any, layers: list[tuple[torch.Tensor, torch.Tensor]]) -> Any:
+    """The cache type `model` reads (transformers' `DynamicCache`, or its own `new_cache`) holding
+    `layers` ((keys, values) per layer)."""
+    own = getattr(_base(model), "new_cache", None)
+    if own is not None:
+        return own(layers)
     from transformers import DynamicCache
 
     if hasattr(DynamicCache, "from_legacy_cache"):  # transformers < 5
@@ -201,7 +206,7 @@ def prefix_forward(model: Any, prompts: list[list[int]], cache: PrefixCache, pad
                     k, v = cache.past(key, n)[layer]
                     keys[i, :, width - n :], values[i, :, width - n :] = k[0], v[0]
             layers.append((keys, values))
-        kwargs[cache_kw] = _make_cache(layers)
+        kwargs[cache_kw] = _make_cache(model, layers)
     mask = torch.cat([past_mask, new_mask], dim=1)
     pos = past_mask.sum(-1, keepdim=True) + (new_mask.cumsum(-1) - 1).clamp(min=0)
     kwargs.update(input_ids=new_ids, attention_mask=mask, position_ids=pos, use_cache=True)
@@ -381,6 +386,8 @@ class CandidateScorer(PromptScorer):
         dev = self.device
         ids, mask = _pad(prompts, self.pad_id, left=False)
         ids, mask = ids.to(dev), mask.to(dev)
+        from transformers.modeling_outputs import BaseModelOutput
+
         hidden = self.model.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state
         start_id = self._decoder_start_id()
         rows = self._rows(answers)

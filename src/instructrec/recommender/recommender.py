@@ -416,7 +416,8 @@ class Recommender:
         retriever = load_retriever(path / "retriever")
         text = load_retriever(path / "text_retriever") if (path / "text_retriever").exists() else None
         model_spec = str(path / "model") if settings.model == "model" else settings.model
-        model = load_model(model_spec, device=device, merge_adapter=True)  # inference only: merged is faster
+        # inference only: the adapter merged, and a Llama without importing transformers (fast start)
+        model = load_model(model_spec, device=device, merge_adapter=True, lean=True)
         templates = [path / "templates" / name for name in settings.template_files]
         return cls(dataset, model, retriever, text, settings, templates)
 
