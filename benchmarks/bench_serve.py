@@ -16,6 +16,7 @@ real MovieLens-100K) so the serving overhead itself is measured; with `--model D
 Usage:
   nice -n 10 .venv/bin/python benchmarks/bench_serve.py --requests 500 --concurrency 16
   nice -n 10 .venv/bin/python benchmarks/bench_serve.py --model runs/quickstart/recommender --requests 50 --concurrency 4
+  .venv/bin/python benchmarks/bench_serve.py --model runs/quickstart/recommender --requests 24 --concurrency 1 --users 4
 """
 
 from __future__ import annotations
@@ -65,14 +66,18 @@ def serve(port: int, model: str | None, extra: dict[str, int]) -> None:
                 log_level="warning", access_log=False)
 
 
-def payloads(rec, n: int, seed: int) -> list[dict]:
+def payloads(rec, n: int, seed: int, users: int | None = None) -> list[dict]:
+    """`n` request bodies: random users (70 % by id, 30 % as a five-title history) and requests;
+    with `users`, every body names one of that many known users (a repeat-user workload: a user's
+    follow-up requests, the case the per-user prefix cache is for)."""
     rng = random.Random(seed)
     ds = rec.dataset
+    pool = rng.sample(range(ds.n_users), users) if users else None
     out = []
     for _ in range(n):
-        user = rng.randrange(ds.n_users)
+        user = rng.choice(pool) if pool else rng.randrange(ds.n_users)
         body: dict = {"k": 10}
-        if rng.random() < 0.7:
+        if pool or rng.random() < 0.7:
             body["user_id"] = str(ds.user_ids[user])
         else:  # a history of five titles, as the web page sends ids, the CLI titles
             body["history"] = [ds.title(i) for i in ds.sequences[user][:5]]
@@ -140,6 +145,8 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=10, help="requests sent first and not counted")
     parser.add_argument("--baseline-calls", type=int, default=None, help="in-process calls (default: as many as HTTP made)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--users", type=int, help="draw every request from this many known users (repeat users: "
+                                                   "follow-ups that the per-user prefix cache serves); default: random users")
     parser.add_argument("--max-batch", type=int, help="ServeSettings.max_batch (default: the server's own)")
     parser.add_argument("--prefix-cache-entries", type=int, help="ServeSettings.prefix_cache_entries (default: the server's own)")
     parser.add_argument("--serve-port", type=int, help=argparse.SUPPRESS)  # child mode
@@ -160,7 +167,7 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     try:
         rec = build_recommender(args.model)  # for the payloads and the in-process baseline
-        bodies = payloads(rec, args.requests, args.seed)
+        bodies = payloads(rec, args.requests, args.seed, args.users)
         wait_healthy(url, child, 600, 0.2)
         if args.warmup:
             asyncio.run(load(url, payloads(rec, args.warmup, args.seed + 1), 2, 120))  # warm-up, not counted
@@ -171,7 +178,8 @@ def main() -> None:
 
     done = len(http["latencies"])
     model = args.model or "stub (popularity + title words, MovieLens-100K)"
-    print(json.dumps({"figure": "http_load", "model": model, "settings": extra, "requests": done, "planned": args.requests,
+    print(json.dumps({"figure": "http_load", "model": model, "settings": extra, "users": args.users or "random",
+                      "requests": done, "planned": args.requests,
                       "concurrency": args.concurrency, "errors": len(http["errors"]),
                       "p50_ms": pct(http["latencies"], 50), "p99_ms": pct(http["latencies"], 99),
                       "throughput_rps": round(done / http["wall"], 2), "wall_s": round(http["wall"], 2)}))

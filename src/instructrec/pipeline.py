@@ -23,11 +23,13 @@ log = logging.getLogger(__name__)
 
 RECIPE = "builtin:quickstart"
 
-MICRO_BATCH = 2
+MICRO_BATCH = 1
 """Most training examples per forward pass in the quickstart: a step's examples run as accumulated
 passes of this many (same examples per step, same loss normalisation over the step's answer
 tokens), because the activations kept for the backward pass grow with the batch: 8 MovieLens
-prompts of about 330 tokens in one fp32 pass held about 6 GB, most of the quickstart's 9.6 GB peak."""
+prompts of about 330 tokens in one fp32 pass held about 6 GB, most of the quickstart's 9.6 GB peak;
+passes of 2 still held 2.7 GB against 1.9 GB for passes of 1, at the same training speed on a
+2-core CPU (benchmarks/RESULTS.md, issue 12, fifth pass)."""
 
 
 def micro_batches(examples_per_step: int) -> tuple[int, int]:
@@ -50,7 +52,7 @@ class QuickstartSettings:
     steps: int = 30
     """LoRA optimizer steps (training instructions built: steps x batch size)."""
     batch_size: int = 8
-    """Training examples per step (run as accumulated passes of at most 2, for memory)."""
+    """Training examples per step (run as accumulated passes of one example, for memory)."""
     users: int = 60
     """Seeded test users evaluated per task."""
     valid_users: int = 30
@@ -60,8 +62,7 @@ class QuickstartSettings:
     seed: int = 0
     """Seed of users, candidates, instructions, training and SASRec."""
     sasrec_epochs: int = 30
-    """SASRec training epochs (early stopping on validation inside); also the held-out SASRec that
-    orders the training lists (`sasrec-holdout`)."""
+    """SASRec training epochs (early stopping on validation inside)."""
     sasrec_minutes: float = 2.0
     """Wall-clock budget of SASRec training (the best epoch so far is kept)."""
 
@@ -76,8 +77,7 @@ def quickstart_overrides(s: QuickstartSettings) -> list[tuple[str, Any]]:
         ("data", s.data), ("seed", s.seed),
         ("instructions.main.train_examples", s.steps * s.batch_size),
         ("instructions.main.valid_examples", max(32, s.valid_users)),
-        *((f"retrievers.{name}.{key}", value) for name in ("sasrec", "sasrec-holdout")
-          for key, value in (("epochs", s.sasrec_epochs), ("max_minutes", s.sasrec_minutes))),
+        ("retrievers.sasrec.epochs", s.sasrec_epochs), ("retrievers.sasrec.max_minutes", s.sasrec_minutes),
         ("models.tuned.base", s.model),
         ("models.tuned.train.max_steps", s.steps), ("models.tuned.train.eval_steps", s.steps),
         *zip(("models.tuned.train.batch_size", "models.tuned.train.grad_accum"), micro_batches(s.batch_size),

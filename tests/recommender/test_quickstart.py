@@ -21,9 +21,12 @@ def test_quickstart_tiny_end_to_end(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "InstructRec quickstart" in proc.stdout and "instructrec serve --model" in proc.stdout
     assert "seconds per stage kind" in proc.stdout  # stage timings are printed
+    assert "peak memory per stage kind (GB)" in proc.stdout  # and where the memory goes
     table = [line for line in proc.stdout.splitlines() if line[:1] in "┏┃┡│└" or line.startswith("  paired")]
     assert len(table) >= 14 and max(len(line) for line in table) <= 80  # fits an 80-column terminal
     summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["stage_peak_rss_mb"]) >= {"data", "models", "results"}
+    assert summary["stage_peak_rss_mb"]["models"] > 100  # MB: the model is resident while it trains
     methods = {(r["task"], r["method"]) for r in summary["results"]}
     for task in ("seqrec", "psearch-i2"):
         for method in ("popularity", "sasrec", "llm-zero-shot", "llm-tuned", "llm-tuned+sasrec"):
@@ -57,10 +60,16 @@ def test_quickstart_tiny_end_to_end(tmp_path):
 
 def test_quickstart_trains_its_steps_in_small_passes():
     """Memory: a step's examples run as accumulated passes of at most `MICRO_BATCH` (the
-    activations of one 8-prompt pass made most of a 9.6 GB peak), same examples per step."""
+    activations of one 8-prompt pass made most of a 9.6 GB peak), same examples per step, and the
+    built-in recipe run without the quickstart's flags trains the same way."""
     from instructrec.pipeline import MICRO_BATCH, QuickstartSettings, quickstart_recipe
 
-    for per_step, want in ((8, (2, 4)), (3, (1, 3)), (1, (1, 1))):
+    for per_step, want in ((8, (1, 8)), (3, (1, 3)), (1, (1, 1))):
         train = quickstart_recipe(QuickstartSettings(batch_size=per_step)).models["tuned"].train
         assert (train["batch_size"], train["grad_accum"]) == want
         assert train["batch_size"] <= MICRO_BATCH and train["batch_size"] * train["grad_accum"] == per_step
+    from instructrec.experiments.recipe import load_recipe
+
+    plain = load_recipe("builtin:quickstart").models["tuned"].train
+    default = quickstart_recipe(QuickstartSettings()).models["tuned"].train
+    assert (plain["batch_size"], plain["grad_accum"]) == (default["batch_size"], default["grad_accum"])

@@ -41,8 +41,16 @@ class ScoringSettings:
     """`mean`: average token log-likelihood (length-normalised); `sum`: total log-likelihood."""
     instruction_batch_size: int = 8
     """Instructions whose prefixes are computed in one forward pass."""
-    candidate_batch_size: int = 64
-    """Candidate rows (over all instructions of a group) per decoder forward pass."""
+    candidate_batch_size: int | None = None
+    """Candidate rows (over all instructions of a group) per decoder forward pass; None: 64 on a
+    GPU, 16 on a CPU (each row holds a copy of its prompt's KV cache: on the 2-core CPU 16 rows
+    scored the quickstart's zero-shot instructions 12 % faster than 64, at 1.5 GB peak instead of
+    2.1 GB, benchmarks/RESULTS.md issue 12 fifth pass)."""
+
+    def rows_per_pass(self, device: torch.device) -> int:
+        if self.candidate_batch_size is not None:
+            return self.candidate_batch_size
+        return 64 if device.type == "cuda" else 16
 
 
 def _base(model: Any) -> Any:
@@ -355,8 +363,9 @@ class CandidateScorer(PromptScorer):
         cache = getattr(out, "cache", None) or out.past_key_values
         rows = self._rows(answers)
         flat: list[float] = []
-        for start in range(0, len(rows), self.settings.candidate_batch_size):
-            chunk = rows[start : start + self.settings.candidate_batch_size]
+        per_pass = self.settings.rows_per_pass(dev)
+        for start in range(0, len(rows), per_pass):
+            chunk = rows[start : start + per_pass]
             idx = torch.tensor([g for g, _ in chunk], device=dev)
             cids, cmask = _pad([a for _, a in chunk], self.pad_id, left=False)
             cids, cmask = cids.to(dev), cmask.to(dev)
@@ -392,8 +401,9 @@ class CandidateScorer(PromptScorer):
         start_id = self._decoder_start_id()
         rows = self._rows(answers)
         flat: list[float] = []
-        for start in range(0, len(rows), self.settings.candidate_batch_size):
-            chunk = rows[start : start + self.settings.candidate_batch_size]
+        per_pass = self.settings.rows_per_pass(dev)
+        for start in range(0, len(rows), per_pass):
+            chunk = rows[start : start + per_pass]
             idx = torch.tensor([g for g, _ in chunk], device=dev)
             labels, lmask = _pad([a for _, a in chunk], self.pad_id, left=False)
             labels, lmask = labels.to(dev), lmask.to(dev)
