@@ -222,3 +222,29 @@ def test_stage_log_records_each_stage_kinds_peak_memory_with_nested_stages(tmp_p
     assert peaks["inner"] >= peaks["small"] + 300  # 400 MB against 50 MB over the same baseline
     assert peaks["outer"] >= peaks["inner"]
     assert all(e["peak_rss_mb"] > 0 for e in log.entries)
+
+
+def test_an_experiments_history_budget_reaches_the_llms_without_one_of_their_own(tmp_path):
+    """`history_items` on an experiment cuts the zero-shot model's prompts (its results change) and
+    not the tuned model's, which renders as it was trained (same results); retriever stages and
+    recipes that do not set it keep their hashes."""
+    methods = ["popularity", {"method": "llm:tuned", "name": "tuned"}, {"method": "llm:tiny", "name": "zs"}]
+    raw = _variant(experiments=[{"name": "seq", "task": "seqrec", "candidates": "random:9", "users": 8,
+                                 "valid_users": 8, "methods": methods}])
+    out = tmp_path / "run"
+    first = run_recipe(recipe_from_dict(raw), out, progress=False)
+    raw["experiments"][0]["history_items"] = 1
+    second = run_recipe(recipe_from_dict(raw), out, progress=False)
+    status = {s["name"]: s["status"] for s in second["stages"] if s["kind"] == "results"}
+    assert status == {"seq/popularity": "reused", "seq/tuned": "computed", "seq/zs": "computed"}
+
+    files = {name: sorted((out / "results" / "seq").glob(f"{name}-*.json")) for name in ("tuned", "zs")}
+    loaded = {name: [json.loads(p.read_text()) for p in paths if not p.name.endswith(".stage.json")]
+              for name, paths in files.items()}
+    assert all(len(v) == 2 for v in loaded.values())
+    tuned_a, tuned_b = loaded["tuned"]
+    assert tuned_a["ranks"] == tuned_b["ranks"]  # the tuned model's own budget wins
+    zs_a, zs_b = loaded["zs"]
+    assert zs_a["rows"] == zs_b["rows"] and zs_a["ranks"] != zs_b["ranks"]  # one title instead of 20
+    with pytest.raises(InstructRecError, match="history_items"):
+        recipe_from_dict(_variant(experiments=[{**raw["experiments"][0], "history_items": 0}]))

@@ -200,9 +200,14 @@ def fit_method_fusion(method: MethodSpec, ctx: EvalContext, task: Task, valid: C
 
 
 def make_context(dataset: Dataset, split: LeaveOneOutSplit, store: RetrieverStore, model: str | None = None,
-                 recommender: Any = None, aliases: dict[str, str] | None = None) -> EvalContext:
-    """The evaluation context: retrievers from `store`, LLMs loaded on first use."""
-    return EvalContext(dataset, split, store, ModelStore(model, aliases), recommender)
+                 recommender: Any = None, aliases: dict[str, str] | None = None,
+                 history_items: int | None = None) -> EvalContext:
+    """The evaluation context: retrievers from `store`, LLMs loaded on first use; `history_items`:
+    the history budget of LLMs without a recorded one (None: `EvalContext`'s default)."""
+    ctx = EvalContext(dataset, split, store, ModelStore(model, aliases), recommender)
+    if history_items is not None:
+        ctx.history_items = history_items
+    return ctx
 
 
 def run_evaluation(dataset: Dataset, split: LeaveOneOutSplit, settings: RunSettings, store: RetrieverStore,

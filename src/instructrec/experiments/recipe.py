@@ -14,10 +14,10 @@ import json
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import ConfigDict, TypeAdapter, ValidationError
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 
 from instructrec.errors import InstructRecError
 
@@ -123,6 +123,10 @@ class ExperimentSpec:
     """Also rank the true item among all items (retrievers only)."""
     pairs: list[list[str]] | None = None
     """Paired differences to report as [a, b] method names (default: every pair)."""
+    history_items: Annotated[int, Field(ge=1)] | None = None
+    """Most recent history titles in the instructions of LLM methods whose model records no prompt
+    budget of its own (zero-shot models); None: 20, the paper's. A tuned model renders its prompts
+    as it was trained, whatever this says."""
 
 
 @dataclass

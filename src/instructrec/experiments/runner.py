@@ -295,7 +295,8 @@ class RecipeRun:
         methods = [method_of(m) for m in exp.methods]
         settings = RunSettings([m.text for m in methods], exp.task, exp.candidates, exp.users, exp.valid_users,
                                self.recipe.seed, exp.ties, exp.full_ranking, exp.queries)  # type: ignore[arg-type]
-        ctx = make_context(self.dataset, self.split, self.retrievers, None, aliases=self.aliases(methods))
+        ctx = make_context(self.dataset, self.split, self.retrievers, None, aliases=self.aliases(methods),
+                           history_items=exp.history_items)
         ctx_teacher = self.teacher if task.query is not None else None
         cstage, cands = self.candidates(exp, settings, "test")
         queries = query_provider(task.query, self.dataset, self.split, exp.queries, self.recipe.seed,
@@ -308,6 +309,8 @@ class RecipeRun:
             model_deps = [self.model_dep(method.llm)] if method.llm is not None else []
             ret_deps = [self.retrievers.stage(r) for r in method.retrievers]
             common = {"method": method.text, "task": task.name, "queries": exp.queries, "seed": self.recipe.seed}
+            if exp.history_items is not None and method.llm is not None:  # hashed only when set: older stages stay
+                common["history_items"] = exp.history_items
             weight = None
             fusion_dep: list[Stage | str] = []
             if method.needs_fusion_weight:

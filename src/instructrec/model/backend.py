@@ -65,6 +65,9 @@ class LoadedModel:
     """The prompt budget its instructions were cut to (`instructrec.json`; `RenderSettings.budget`:
     history items and characters, title characters), empty for the default one. Its reranker
     renders with it, so served prompts are cut like the training ones."""
+    tuned: bool = False
+    """Trained by instructrec (its folder has an `instructrec.json`): an empty `render` then means
+    the default budget, which its reranker keeps whatever the caller's budget for other models."""
 
 
 def hub_is_offline() -> bool:
@@ -139,7 +142,8 @@ def _finish(model: Any, tokenizer: Any, kind: ModelKind, name: str, device: str,
     model.eval()
     meta = meta or {}
     return LoadedModel(model=model, tokenizer=tokenizer, kind=kind, name=name, head=meta.get("head", "title"),
-                       collaborative=tuple(meta.get("collaborative", ())), render=dict(meta.get("render") or {}))
+                       collaborative=tuple(meta.get("collaborative", ())), render=dict(meta.get("render") or {}),
+                       tuned=bool(meta))
 
 
 def load_gguf(path: Path, dtype: torch.dtype | None = None) -> tuple[Any, Any]:

@@ -31,7 +31,7 @@ from instructrec.data.dataset import Dataset
 from instructrec.errors import InstructRecError
 from instructrec.eval.metrics import target_ranks
 from instructrec.instructions.notes import CandidateNotes
-from instructrec.instructions.render import Renderer
+from instructrec.instructions.render import Renderer, RenderSettings
 from instructrec.instructions.schema import Aspects, Intention, Preference
 from instructrec.itemlist import ItemList
 from instructrec.recommender.routing import fit_to_slot
@@ -267,7 +267,9 @@ class Reranker:
         self.settings = settings or RerankSettings()
         loaded = getattr(getattr(llm, "scorer", None), "loaded", None)
         budget = getattr(loaded, "render", None)
-        if budget:  # render as the model was tuned: its recorded prompt budget wins over the defaults
+        if not budget and getattr(loaded, "tuned", False):  # tuned on the default budget: that one
+            budget = RenderSettings().budget()
+        if budget:  # render as the model was tuned: its prompt budget wins over the caller's
             self.renderer = self.renderer.with_budget(budget)
             if "history_items" in budget:
                 self.settings = replace(self.settings, history_items=int(budget["history_items"]))
