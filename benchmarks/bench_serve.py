@@ -60,9 +60,11 @@ def serve(port: int, model: str | None, extra: dict[str, int]) -> None:
     import uvicorn
 
     from instructrec.serve import ServeLimits, ServeSettings, create_app
+    from instructrec.serve.worker import load_on_model_thread
 
     settings = ServeSettings(port=port, limits=ServeLimits(max_queue=1024), **extra)
-    uvicorn.run(create_app(build_recommender(model), settings), host="127.0.0.1", port=port, workers=1,
+    rec, model_thread = load_on_model_thread(lambda: build_recommender(model))
+    uvicorn.run(create_app(rec, settings, model_thread), host="127.0.0.1", port=port, workers=1,
                 log_level="warning", access_log=False)
 
 

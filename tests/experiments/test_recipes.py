@@ -232,7 +232,7 @@ def test_an_experiments_history_budget_reaches_the_llms_without_one_of_their_own
     raw = _variant(experiments=[{"name": "seq", "task": "seqrec", "candidates": "random:9", "users": 8,
                                  "valid_users": 8, "methods": methods}])
     out = tmp_path / "run"
-    first = run_recipe(recipe_from_dict(raw), out, progress=False)
+    run_recipe(recipe_from_dict(raw), out, progress=False)
     raw["experiments"][0]["history_items"] = 1
     second = run_recipe(recipe_from_dict(raw), out, progress=False)
     status = {s["name"]: s["status"] for s in second["stages"] if s["kind"] == "results"}

@@ -12,7 +12,7 @@ from stub_recommender import StubRecommender
 
 from instructrec.errors import InstructRecError
 from instructrec.serve import ServeLimits, ServeSettings, create_app
-from instructrec.serve.worker import BatchWorker, CallerGone, QueueFull, SerialWorker
+from instructrec.serve.worker import BatchWorker, CallerGone, QueueFull, SerialWorker, load_on_model_thread
 
 CALLS = [
     {"user_id": "196", "request": "I want a funny comedy", "k": 5},
@@ -173,3 +173,32 @@ def test_server_reuses_a_users_prompt_prefix_with_the_same_answers(tiny_recommen
         assert [it["item_id"] for it in plain["items"]] == [it["item_id"] for it in cached["items"]]
         np.testing.assert_allclose([it["llm_score"] for it in plain["items"]],
                                    [it["llm_score"] for it in cached["items"]], atol=1e-4)
+
+
+def test_a_model_loaded_on_its_thread_is_served_on_that_thread(serve_dataset):
+    """`load_on_model_thread` runs the loader on the thread the server then runs every model call
+    on (torch's CPU pool serves its first thread best); a failing loader raises its own error."""
+    import threading
+
+    threads: dict[str, int] = {}
+
+    class Spy(StubRecommender):
+        def recommend(self, **call):
+            threads.setdefault("served", threading.get_ident())
+            assert threading.get_ident() == threads["served"]
+            return super().recommend(**call)
+
+    def load():
+        threads["loaded"] = threading.get_ident()
+        return Spy(serve_dataset)
+
+    rec, thread = load_on_model_thread(load)
+    responses = asyncio.run(_fire(create_app(rec, ServeSettings(max_batch=2), thread), CALLS[:3]))
+    assert [r.status_code for r in responses] == [200, 200, 200]
+    assert threads["loaded"] == threads["served"] != threading.get_ident()
+
+    def broken():
+        raise InstructRecError("no such recommender")
+
+    with pytest.raises(InstructRecError, match="no such recommender"):
+        load_on_model_thread(broken)

@@ -141,7 +141,9 @@ def serve(
     if not settings.is_loopback:
         logger.warning("binding %s: other machines can reach this server, and it has no authentication", host)
     _check_port(host, port)
-    with console.status(f"loading the recommender from {model} ..."):
-        rec = load_recommender(model)  # once, before accepting connections
+    from instructrec.serve.worker import load_on_model_thread
+
+    with console.status(f"loading the recommender from {model} ..."):  # once, before accepting connections
+        rec, model_thread = load_on_model_thread(lambda: load_recommender(model))
     console.print(f"serving on http://{host}:{port}/ (API docs at /docs); Ctrl+C stops", highlight=False)
-    uvicorn.run(create_app(rec, settings), host=host, port=port, workers=1, log_level="info")
+    uvicorn.run(create_app(rec, settings, model_thread), host=host, port=port, workers=1, log_level="info")

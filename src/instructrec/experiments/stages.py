@@ -12,6 +12,7 @@ re-runs exactly the stages whose settings or inputs it changes.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import gc
 import hashlib
@@ -53,10 +54,8 @@ def release_freed_memory() -> None:
     freed pages resident (after the quickstart's training, about 1 GB of activations stayed in the
     process through evaluation). A no-op without glibc."""
     gc.collect()
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 class PeakMemory:

@@ -16,6 +16,7 @@ No `from __future__ import annotations`: FastAPI must see the request model buil
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -117,12 +118,14 @@ class _Catalogue:
 
 
 def create_app(recommender: RecommenderLike | Callable[[], RecommenderLike],
-               settings: ServeSettings | None = None) -> FastAPI:
-    """Build the app around a recommender, or around a zero-argument loader called once at start-up."""
+               settings: ServeSettings | None = None, model_thread: ThreadPoolExecutor | None = None) -> FastAPI:
+    """Build the app around a recommender, or around a zero-argument loader called once at start-up
+    on the model thread; `model_thread`: the thread a given recommender was loaded on
+    (`serve.worker.load_on_model_thread`, which says why), to run its calls on."""
     settings = settings or ServeSettings()
     limits = settings.limits
     loader = None if isinstance(recommender, RecommenderLike) else recommender
-    model_worker = SerialWorker("model", limits.max_queue)
+    model_worker = SerialWorker("model", limits.max_queue, model_thread)
     search_worker = SerialWorker("search", limits.max_queue)
 
     def run_batch(calls: list[dict[str, Any]]) -> list[Any]:

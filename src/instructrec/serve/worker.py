@@ -37,13 +37,32 @@ class CallerGone(Exception):
     """The caller disconnected while waiting; the call was not made."""
 
 
+def load_on_model_thread(loader: Callable[[], T], name: str = "model") -> tuple[T, ThreadPoolExecutor]:
+    """`loader()` run on a new single thread, returned with that thread for `SerialWorker` to run
+    the model on (errors of `loader` are raised here, the thread stopped).
+
+    Why the model is loaded on the thread that runs it: torch's CPU thread pool (OpenMP) serves the
+    first thread that runs parallel work best; on the 2-core box a recommender loaded on the main
+    thread and called on another took 35 % longer per request than on the main thread (its small
+    element-wise ops about 9x slower), and as fast once loaded on the calling thread itself
+    (benchmarks/RESULTS.md, issue 12, fifth pass)."""
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"instructrec-{name}")
+    try:
+        return executor.submit(loader).result(), executor
+    except BaseException:
+        executor.shutdown(wait=False)
+        raise
+
+
 class SerialWorker:
     """Runs blocking calls one at a time on its own thread; awaitable from the event loop."""
 
-    def __init__(self, name: str, max_queue: int) -> None:
+    def __init__(self, name: str, max_queue: int, executor: ThreadPoolExecutor | None = None) -> None:
+        """`executor`: a single-thread executor to run on (e.g. the one `load_on_model_thread`
+        loaded the model on); None: one is started on first use."""
         self.name = name
         self.max_queue = max_queue
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor: ThreadPoolExecutor | None = executor
         self._lock: asyncio.Lock | None = None
         self._pending = 0  # only touched from the event loop thread
 
