@@ -105,7 +105,7 @@ def test_incomplete_stage_is_not_reused(tmp_path):
     ({"recommender": {"fusion_from": "nothing"}}, "fusion_from"),
     ({"experiments__0__methods": ["sasrec", "stack:sasrec"]}, "at least two signals"),
     ({"experiments__0__methods": ["sasrec", {"method": "stack:llm:tuned+sasrec", "name": "st"}],
-      "recommender": {"model": "tuned", "retriever": "sasrec", "fusion_from": "st"}}, "is a stacker"),
+      "recommender": {"model": "tuned", "retriever": "sasrec", "fusion_from": "st"}}, "is a stacker of other signals"),
 ])
 def test_recipe_validation_names_the_problem(change, message):
     with pytest.raises(InstructRecError, match=message):
@@ -248,3 +248,38 @@ def test_an_experiments_history_budget_reaches_the_llms_without_one_of_their_own
     assert zs_a["rows"] == zs_b["rows"] and zs_a["ranks"] != zs_b["ranks"]  # one title instead of 20
     with pytest.raises(InstructRecError, match="history_items"):
         recipe_from_dict(_variant(experiments=[{**raw["experiments"][0], "history_items": 0}]))
+
+
+def test_a_stacker_of_the_recommenders_signals_is_served_as_evaluated(tmp_path):
+    """`recommender.fusion_from` may name a stacker of the LLM, the history retriever and the text
+    retriever: the saved recommender stacks with its weights, and evaluated as a whole it gives the
+    stacker's own results on the same users."""
+    from typer.testing import CliRunner
+
+    stacker = {"method": "stack:llm:tuned+sasrec@history+bm25@text", "name": "stacked"}
+    raw = _variant(experiments__0__methods=["popularity", stacker],
+                   recommender={"model": "tuned", "retriever": "sasrec", "text_retriever": "bm25",
+                                "fusion_from": "stacked", "n_candidates": 10})
+    out = tmp_path / "run"
+    summary = run_recipe(recipe_from_dict(raw), out, progress=False)
+    saved = json.loads((out / "recommender" / "settings.json").read_text())
+    weights = saved["fusion"]["P1,I0,T3"]
+    assert isinstance(weights, list) and len(weights) == 3  # the LLM, sasrec@history, bm25@text
+    row = next(r for r in summary["results"] if r["method"] == "stacked")
+    res = CliRunner().invoke(app, ["evaluate", "--recommender", str(out / "recommender"), "--method", "recommender",
+                                   "--task", "seqrec", "--users", str(row["users"]), "--out", str(tmp_path / "eval"),
+                                   "--models", str(tmp_path / "m")])
+    assert res.exit_code == 0, res.output
+    evaluated = json.loads((tmp_path / "eval" / "results.json").read_text())["results"][0]["metrics"]
+    for metric in ("HR@1", "NDCG@5", "MRR"):
+        assert abs(evaluated[metric]["mean"] - row[metric]) < 1e-9, metric
+
+    from instructrec.recommender.recommender import RecommenderSettings
+
+    path = out / "recommender" / "settings.json"
+    path.write_text(json.dumps({**saved, "fusion": {"P1,I0,T3": [0.5, 0.5]}}))
+    with pytest.raises(InstructRecError, match="stacker of 2 signals"):
+        from instructrec.recommender import Recommender
+
+        Recommender.load(out / "recommender")
+    assert RecommenderSettings(fusion={"P1,I0,T3": [1.0, 0.0, 0.0]}).fusion["P1,I0,T3"][0] == 1.0

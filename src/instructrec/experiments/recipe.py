@@ -141,7 +141,9 @@ class RecommenderSpec:
     text_retriever: str | None = "bm25"
     """First stage from the request text (None: history only)."""
     fusion_from: str | None = None
-    """Method name whose per-task fitted weights the recommender uses (None: LLM score alone)."""
+    """Method name whose per-task fitted weights the recommender uses (None: LLM score alone): a
+    z-score mix (`llm:MODEL+RETRIEVER...`: its LLM weight) or a stacker of the LLM and exactly the
+    recommender's signals (`stack:llm:MODEL+RETRIEVER@history+TEXT_RETRIEVER@text`: one weight each)."""
     n_candidates: int = 20
     """Pool size the LLM reranks per request."""
     notes: bool = False
@@ -306,9 +308,13 @@ def check_recipe(recipe: Recipe, source: str) -> None:
         found = [m for e in recipe.experiments for m in map(method_of, e.methods) if m.name == rec.fusion_from]
         if not found:
             raise bad(f"recommender.fusion_from: no method named {rec.fusion_from!r} in the experiments.")
-        if any(m.stacked for m in found):
-            raise bad(f"recommender.fusion_from: {rec.fusion_from!r} is a stacker, whose weights belong to its own "
-                      "signals; the recommender takes a z-score mix's LLM weight (name an llm+RETRIEVER method).")
+        served = stacker_signals_served(rec)
+        for m in found:
+            if m.stacked and (m.llm is None or fused_signals(m) != served):
+                example = "+".join([f"stack:llm:{rec.model}"] + [f"{n}@{r}" for n, r in served])
+                raise bad(f"recommender.fusion_from: {rec.fusion_from!r} is a stacker of other signals than the "
+                          f"recommender's (the LLM, {', '.join(f'{n}@{r}' for n, r in served)}): its weights would "
+                          f"weigh the wrong scores; name a stacker of exactly those ({example}) or a z-score mix.")
 
 
 def retriever_entry(name: str, params: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -327,6 +333,19 @@ def retriever_holdout(params: dict[str, Any]) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise InstructRecError(f"holdout must be a whole number >= 0, not {value!r}.")
     return value
+
+
+def stacker_signals_served(rec: RecommenderSpec) -> list[tuple[str, str]]:
+    """The retriever signals a saved recommender stacks after the LLM's, in its order
+    (`Recommender`: the history retriever, then the text retriever)."""
+    return [(rec.retriever, "history")] + ([(rec.text_retriever, "text")] if rec.text_retriever else [])
+
+
+def fused_signals(method: Any) -> list[tuple[str, str]]:
+    """A method's (retriever, role) pairs that add a score (`note` and `order` shape the prompt)."""
+    from instructrec.eval.methods import NOT_FUSED
+
+    return [(name, role) for name, role in method.fused if role not in NOT_FUSED]
 
 
 def method_of(entry: str | MethodEntry) -> Any:

@@ -364,7 +364,7 @@ class RecipeRun:
 
         spec = self.recipe.recommender
         assert spec is not None
-        fusion: dict[str, float] = {}
+        fusion: dict[str, FusionWeight] = {}
         for exp in self.recipe.experiments:
             w = weights.get(exp.name, {}).get(spec.fusion_from or "")
             key = Aspects.parse(get_task(exp.task).aspects).key()

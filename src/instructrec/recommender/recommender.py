@@ -41,7 +41,7 @@ from instructrec.model.scoring import Normalize, PrefixCache
 from instructrec.recommender.constraints import Catalogue, Constraints, refine
 from instructrec.recommender.conversation import Turn, conversation_text, referenced_rank
 from instructrec.recommender.explain import Explainer
-from instructrec.recommender.reranker import LLMScores, Query, Reranker, RerankSettings
+from instructrec.recommender.reranker import FusionWeight, LLMScores, Query, Reranker, RerankSettings
 from instructrec.recommender.results import RecommendedItem, RecommendResult
 from instructrec.recommender.routing import RoutedRequest, attribute_vocabulary, route_request
 
@@ -67,9 +67,11 @@ class RecommenderSettings:
     constraints: bool = True
     """Keep only items that satisfy the attributes a request names (`recommender.constraints`);
     False ranks by the first stage and the LLM alone (e.g. to measure what the LLM follows)."""
-    fusion: dict[str, float] = field(default_factory=dict)
-    """LLM weight in the fused score per aspects key (e.g. `P1,I0,T3`), each fitted on validation
-    users of that task; a request routed to aspects without a weight is ranked by the LLM alone."""
+    fusion: dict[str, FusionWeight] = field(default_factory=dict)
+    """Per aspects key (e.g. `P1,I0,T3`), fitted on validation users of that task: the LLM weight
+    of the z-score mix, or a learned stacker's weights (a list: the LLM's, the history retriever's,
+    the text retriever's, in that order); a request routed to aspects without one is ranked by the
+    LLM alone."""
     normalize: Normalize = "mean"
     """Title log-likelihood: `mean` (length-normalised) or `sum`."""
     history_items: int = 20
@@ -127,6 +129,12 @@ class Recommender:
         self.reranker = Reranker(dataset, LLMScores(self.scorer, self.settings.normalize, memo_size=1024),
                                  retrievers, self.renderer,  # type: ignore[arg-type]
                                  RerankSettings(self.settings.history_items, dict(self.settings.fusion)))
+        signals = self.reranker.signal_names
+        for key, weight in self.settings.fusion.items():
+            if isinstance(weight, list) and len(weight) != len(signals):
+                raise InstructRecError(f"the fusion weights for {key} are a stacker of {len(weight)} signals, but this "
+                                       f"recommender stacks {len(signals)} ({', '.join(signals)}); fit them again "
+                                       "with a stacker of these signals.")
         facets = compute_facets(dataset)
         names = [v for item in facets.facets for kind, v in item if kind in _VOCAB_FACETS]
         self.vocabulary = attribute_vocabulary([names])
