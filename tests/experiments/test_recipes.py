@@ -195,33 +195,41 @@ def test_a_holdout_variant_is_fitted_without_each_users_last_training_item(tmp_p
 
 def test_stage_log_records_each_stage_kinds_peak_memory_with_nested_stages(tmp_path):
     """A stage's peak memory is what it held while it computed, a nested stage's peak counts for
-    the stage around it too, and the run summary reports the highest per kind."""
-    import time
+    the stage around it too, and the run summary reports the highest per kind. Run in a fresh
+    interpreter: memory the other tests leave behind (and free meanwhile) moves the baseline."""
+    import subprocess
+    import sys
 
-    import numpy as np
+    script = f"""
+import json, time
+from pathlib import Path
+import numpy as np
+from instructrec.experiments.stages import StageLog
 
-    from instructrec.experiments.stages import StageLog
+log = StageLog(Path({str(tmp_path)!r}))
 
-    log = StageLog(tmp_path)
+def hold(mb):
+    def compute(path):
+        path.mkdir()
+        block = np.ones(mb * 2**20 // 8)  # touched: resident
+        time.sleep(0.3)
+        return float(block[-1])
+    return compute
 
-    def hold(mb: int):
-        def compute(path):
-            path.mkdir()
-            block = np.ones(mb * 2**20 // 8)  # touched: resident
-            time.sleep(0.3)
-            return float(block[-1])
-        return compute
+def outer(path):
+    log.run(log.stage("inner", "big", {{"mb": 400}}), hold(400), lambda p: 1.0)
+    return hold(50)(path)
 
-    def outer(path):
-        log.run(log.stage("inner", "big", {"mb": 400}), hold(400), lambda p: 1.0)
-        return hold(50)(path)
-
-    log.run(log.stage("small", "alone", {"mb": 50}), hold(50), lambda p: 1.0)
-    log.run(log.stage("outer", "wraps", {}), outer, lambda p: 1.0)
-    peaks = log.peak_memory()
+log.run(log.stage("small", "alone", {{"mb": 50}}), hold(50), lambda p: 1.0)
+log.run(log.stage("outer", "wraps", {{}}), outer, lambda p: 1.0)
+print(json.dumps({{"peaks": log.peak_memory(), "entries": log.entries}}))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=120)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    peaks = got["peaks"]
     assert peaks["inner"] >= peaks["small"] + 300  # 400 MB against 50 MB over the same baseline
     assert peaks["outer"] >= peaks["inner"]
-    assert all(e["peak_rss_mb"] > 0 for e in log.entries)
+    assert all(e["peak_rss_mb"] > 0 for e in got["entries"])
 
 
 def test_an_experiments_history_budget_reaches_the_llms_without_one_of_their_own(tmp_path):

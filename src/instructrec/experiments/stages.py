@@ -38,15 +38,15 @@ def settings_hash(settings: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
+_PAGE_MB = (os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096) / 2**20
+
+
 def _rss_mb() -> float:
     """This process's resident memory now (Linux /proc/self/statm; 0 where there is none)."""
     try:
         return int(Path("/proc/self/statm").read_text().split()[1]) * _PAGE_MB
     except (OSError, ValueError, IndexError):
         return 0.0
-
-
-_PAGE_MB = (os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096) / 2**20
 
 
 def release_freed_memory() -> None:

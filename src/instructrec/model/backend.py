@@ -327,8 +327,8 @@ def load_model(
     spec_str = str(spec)
     if spec_str == defaults.DEFAULT_MODEL_NAME:
         folder = defaults.default_model_dir()
-        if lean and kind != "seq2seq" and _lean_covers(folder):
-            return _finish(*_load_lean(folder, torch_dtype), "causal", spec_str, device)
+        if lean and kind != "seq2seq" and (found := _load_lean(folder, torch_dtype)):
+            return _finish(*found, "causal", spec_str, device)
         model, tokenizer, detected = _load_folder(folder, kind, torch_dtype)
         return _finish(model, tokenizer, detected, spec_str, device)
     path = Path(spec_str).expanduser()
@@ -348,19 +348,13 @@ def load_model(
                 f"{path} is a folder without config.json or adapter_config.json; point --model at a saved "
                 "model folder, a training output, a .gguf file, a hub id or 'default'"
             )
-        if lean and kind != "seq2seq" and _lean_covers(path):
-            return _finish(*_load_lean(path, torch_dtype), "causal", spec_str, device, _read_meta(path))
+        if lean and kind != "seq2seq" and (found := _load_lean(path, torch_dtype)):
+            return _finish(*found, "causal", spec_str, device, _read_meta(path))
         model, tokenizer, detected = _load_folder(path, kind, torch_dtype)
         return _finish(model, tokenizer, detected, spec_str, device, _read_meta(path))
     if isinstance(spec, Path) or _looks_like_path(spec_str):
         raise ModelError(f"model path {path} does not exist; check the path or use --model default")
     return _load_hub(spec_str, kind, torch_dtype, device)
-
-
-def _lean_covers(folder: Path) -> bool:
-    from instructrec.model.lean import supports_folder
-
-    return supports_folder(folder)
 
 
 def _is_lean(model: Any) -> bool:
@@ -369,7 +363,8 @@ def _is_lean(model: Any) -> bool:
     return isinstance(model, LeanLlama)
 
 
-def _load_lean(folder: Path, dtype: torch.dtype) -> tuple[Any, Any]:
+def _load_lean(folder: Path, dtype: torch.dtype) -> tuple[Any, Any] | None:
+    """`model.lean.load_lean` (None: a model it does not cover), imported only when asked for."""
     from instructrec.model.lean import load_lean
 
     return load_lean(folder, dtype)

@@ -62,7 +62,6 @@ class LlamaConfig:
     rms_norm_eps: float
     rope_theta: float
     tie_word_embeddings: bool
-    pad_token_id: int | None = None
     model_type: str = "llama"
 
     @classmethod
@@ -76,7 +75,7 @@ class LlamaConfig:
             head_dim=int(cfg.get("head_dim") or cfg["hidden_size"] // heads),
             rms_norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
             rope_theta=float(rope.get("rope_theta", cfg.get("rope_theta", 10000.0))),
-            tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)), pad_token_id=cfg.get("pad_token_id"))
+            tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)))
 
 
 class CacheLayer:
@@ -261,10 +260,10 @@ def _attention_mask(attention_mask: torch.Tensor | None, b: int, n: int, past: i
         if past == 0:
             return None
         attention_mask = torch.ones((b, past + n), dtype=torch.long, device=device)
-    width = past + n
-    causal = torch.arange(width, device=device)[None, :] <= (torch.arange(n, device=device) + past)[:, None]
-    allowed = causal[None] & attention_mask[:, None, :].bool()
-    allowed |= (torch.arange(width, device=device)[None, :] == (torch.arange(n, device=device) + past)[:, None])[None]
+    keys = torch.arange(past + n, device=device)[None, :]
+    queries = (torch.arange(n, device=device) + past)[:, None]  # each new token's index in the row
+    allowed = (keys <= queries)[None] & attention_mask[:, None, :].bool()
+    allowed |= (keys == queries)[None]
     return allowed[:, None]
 
 
@@ -361,7 +360,9 @@ def _token_text(token: Any) -> str | None:
     return token
 
 
-def load_lean(folder: Path, dtype: torch.dtype) -> tuple[LeanLlama, LeanTokenizer]:
+def load_lean(folder: Path, dtype: torch.dtype) -> tuple[LeanLlama, LeanTokenizer] | None:
+    """The model and tokenizer of `folder`, or None when it is not a model this module covers
+    (`supports_folder`: load it through transformers)."""
     if not supports_folder(folder):
-        raise ModelError(f"{folder} is not a Llama model the lean loader covers; load it through transformers")
+        return None
     return load_lean_model(folder, dtype), LeanTokenizer(folder)
