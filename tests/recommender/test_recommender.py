@@ -86,6 +86,19 @@ def test_history_by_titles_and_bad_input(tuned, toy_dataset):
         tuned.recommend(user_id="nobody", k=3)
 
 
+def test_the_history_note_counts_what_the_model_is_shown(toy_parts, toy_dataset):
+    """A model tuned on a shorter history renders (and so the note says) its own budget, not the
+    recommender's default of 20."""
+    from dataclasses import replace
+
+    dataset, _, model_dir, pop, bm25 = toy_parts
+    budgeted = replace(load_model(str(model_dir), device="cpu"), render={"history_items": 2})
+    rec = Recommender(dataset, budgeted, pop, bm25, RecommenderSettings(n_candidates=8, constraints=False))
+    user = next(i for i, seq in enumerate(toy_dataset.sequences) if len(seq) > 2)
+    result = rec.recommend(user_id=str(toy_dataset.user_ids[user]), k=3)
+    assert f"history cut to the 2 most recent of {len(toy_dataset.sequences[user])} items" in result.notes
+
+
 def test_given_candidates_are_the_only_ones_ranked(tuned, toy_dataset):
     cands = [str(x) for x in toy_dataset.item_ids[:5]]
     result = tuned.recommend(request="I want a racing game", candidates=cands, k=10)

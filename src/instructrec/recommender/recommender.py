@@ -292,8 +292,8 @@ class Recommender:
             notes.append(f"only {len(pool)} items match " + "; ".join(applied))
         if not query.readable:
             notes.append("cold start: no history and no request, ranked by the first stage alone")
-        elif len(hist) > self.settings.history_items:
-            notes.append(f"history cut to the {self.settings.history_items} most recent of {len(hist)} items")
+        elif len(hist) > (shown := self.reranker.settings.history_items):  # a tuned model's own budget wins
+            notes.append(f"history cut to the {shown} most recent of {len(hist)} items")
         key = query.aspects.key()
         if query.readable and self.settings.fusion and key not in self.settings.fusion:
             notes.append(f"no fusion weight was fitted for {key}: ranked by the LLM score alone")
