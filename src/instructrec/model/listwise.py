@@ -30,6 +30,7 @@ from instructrec.model.scoring import (
     PrefixCache,
     PromptScorer,
     _forward_params,
+    cache_keyword,
     length_groups,
     prompt_forward,
 )
@@ -81,7 +82,7 @@ class ListwiseScorer(PromptScorer):
         self.pad_id = model.tokenizer.pad_token_id
         params = _forward_params(self.model)
         self._keep_last = "logits_to_keep" in params
-        self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        self._cache_kw = cache_keyword(self.model)
         self.prefix_cache = prefix_cache
         """Reuse of recent prompts' KV caches (`PrefixCache`): a known user's next prompt runs only
         the tokens after its chat header and history (the request, the candidate list, the answer

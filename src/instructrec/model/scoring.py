@@ -16,7 +16,6 @@ head and the listwise head (`model.listwise`), whose cached path is the fast pat
 
 from __future__ import annotations
 
-import copy
 import inspect
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -62,6 +61,11 @@ def _base(model: Any) -> Any:
 
 def _forward_params(model: Any) -> set[str]:
     return set(inspect.signature(_base(model).forward).parameters)
+
+
+def cache_keyword(model: Any) -> str:
+    """The forward argument that takes a KV cache: `cache` (newer transformers, `model.lean`) or `past_key_values`."""
+    return "cache" if "cache" in _forward_params(model) else "past_key_values"
 
 
 def supports_masked_logits(model: Any) -> bool:
@@ -269,6 +273,48 @@ def _reduce(token_logprobs: torch.Tensor, mask: torch.Tensor, normalize: Normali
     return total / mask.sum(-1) if normalize == "mean" else total
 
 
+def answer_logprobs(model: Any, out: Any, mask: torch.Tensor, rows: Sequence[tuple[int, Sequence[int]]], pad_id: int,
+                    *, per_pass: int, cache_kw: str = "past_key_values",
+                    can_keep: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed log-probabilities (and token counts) of answers after their prompts: `out` and `mask`
+    are `prompt_forward`'s over the prompts, `rows` pairs a prompt's index with one answer's token
+    ids. Each prompt's KV cache is selected per answer row (`per_pass` rows per forward) and only
+    the answer tokens run. Differentiable outside `torch.inference_mode`: the title head scores with
+    it and the candidates-softmax objective trains through it (`training.loss`)."""
+    dev = mask.device
+    can_keep = supports_masked_logits(model) if can_keep is None else can_keep
+    lengths = mask.sum(-1)
+    first_logprobs = F.log_softmax(out.logits[:, -1].float(), dim=-1)  # predicts each answer's first token
+    layers = _cache_layers(getattr(out, "cache", None) or out.past_key_values)
+    sums: list[torch.Tensor] = []
+    counts: list[torch.Tensor] = []
+    for start in range(0, len(rows), per_pass):
+        chunk = rows[start : start + per_pass]
+        idx = torch.tensor([g for g, _ in chunk], device=dev)
+        cids, cmask = _pad([a for _, a in chunk], pad_id, left=False)
+        cids, cmask = cids.to(dev), cmask.to(dev)
+        # a fresh cache of selected rows (index_select keeps the graph; the forward appends to it, not to `out`'s)
+        chunk_cache = _make_cache(model, [(k.index_select(0, idx), v.index_select(0, idx)) for k, v in layers])
+        width = cids.shape[1]
+        cpos = lengths[idx, None] + torch.arange(width, device=dev)[None, :]
+        # logits at position j predict token j+1: keep the positions with a real next token
+        keep = torch.zeros_like(cmask, dtype=torch.bool)
+        keep[:, :-1] = cmask[:, 1:].bool()
+        kwargs = {"input_ids": cids, "attention_mask": torch.cat([mask[idx], cmask], dim=1), "position_ids": cpos,
+                  "use_cache": True, cache_kw: chunk_cache}
+        if can_keep:
+            logits = model(**kwargs, logits_to_keep=keep).logits
+            logits = logits if logits.dim() == 2 else logits[keep]
+        else:
+            logits = model(**kwargs).logits[keep]
+        first = first_logprobs[idx].gather(1, cids[:, :1]).squeeze(1)
+        rest = F.log_softmax(logits.float(), dim=-1).gather(1, cids[:, 1:][keep[:, :-1]][:, None]).squeeze(1)
+        row_of = keep.nonzero()[:, 0]  # the answer row of each kept position, in `rest`'s order
+        sums.append(first + torch.zeros_like(first).index_add(0, row_of, rest))
+        counts.append(cmask.sum(-1).float())
+    return torch.cat(sums), torch.cat(counts)
+
+
 class CandidateScorer(PromptScorer):
     """Log-likelihood of each candidate title given its instruction.
 
@@ -293,7 +339,7 @@ class CandidateScorer(PromptScorer):
         self.encoder = PromptEncoder(model.tokenizer, model.kind, prompt, history_trimmer)
         self.pad_id = model.tokenizer.pad_token_id
         params = _forward_params(self.model)
-        self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        self._cache_kw = cache_keyword(self.model)
         self._can_keep = supports_masked_logits(self.model)
         self._keep_last = "logits_to_keep" in params
 
@@ -344,51 +390,13 @@ class CandidateScorer(PromptScorer):
             pos += len(cands)
         return out
 
-    def _logits(self, keep: torch.Tensor, **kwargs: Any) -> tuple[torch.Tensor, Any]:
-        """Logits only at the `keep` positions (flattened), computing the LM head there only when the
-        model supports `logits_to_keep`; also returns the model output."""
-        if self._can_keep:
-            out = self.model(**kwargs, logits_to_keep=keep)
-            logits = out.logits
-            return (logits if logits.dim() == 2 else logits[keep]), out
-        out = self.model(**kwargs)
-        return out.logits[keep], out
-
     def _score_causal(self, prompts: list[list[int]], answers: list[list[list[int]]], normalize: Normalize) -> list[np.ndarray]:
-        dev = self.device
         out, mask = prompt_forward(self.model, prompts, self.pad_id, prefix_cache=self.prefix_cache,
                                    cache_kw=self._cache_kw, keep_last=self._keep_last)
-        lengths = mask.sum(-1)
-        first_logprobs = F.log_softmax(out.logits[:, -1].float(), dim=-1)  # predicts each answer's first token
-        cache = getattr(out, "cache", None) or out.past_key_values
-        rows = self._rows(answers)
-        flat: list[float] = []
-        per_pass = self.settings.rows_per_pass(dev)
-        for start in range(0, len(rows), per_pass):
-            chunk = rows[start : start + per_pass]
-            idx = torch.tensor([g for g, _ in chunk], device=dev)
-            cids, cmask = _pad([a for _, a in chunk], self.pad_id, left=False)
-            cids, cmask = cids.to(dev), cmask.to(dev)
-            chunk_cache = copy.deepcopy(cache)
-            chunk_cache.batch_select_indices(idx)
-            width = cids.shape[1]
-            cpos = lengths[idx, None] + torch.arange(width, device=dev)[None, :]
-            # logits at position j predict token j+1: keep the positions with a real next token
-            keep = torch.zeros_like(cmask, dtype=torch.bool)
-            keep[:, :-1] = cmask[:, 1:].bool()
-            logits, _ = self._logits(
-                keep,
-                input_ids=cids,
-                attention_mask=torch.cat([mask[idx], cmask], dim=1),
-                position_ids=cpos,
-                use_cache=True,
-                **{self._cache_kw: chunk_cache},
-            )
-            token_lp = torch.zeros(cids.shape, dtype=torch.float32, device=dev)
-            token_lp[:, 0] = first_logprobs[idx].gather(1, cids[:, :1]).squeeze(1)
-            rest = F.log_softmax(logits.float(), dim=-1).gather(1, cids[:, 1:][cmask[:, 1:].bool()][:, None]).squeeze(1)
-            token_lp[:, 1:][cmask[:, 1:].bool()] = rest
-            flat.extend(_reduce(token_lp, cmask.float(), normalize).tolist())
+        sums, counts = answer_logprobs(self.model, out, mask, self._rows(answers), self.pad_id,
+                                       per_pass=self.settings.rows_per_pass(self.device), cache_kw=self._cache_kw,
+                                       can_keep=self._can_keep)
+        flat = (sums / counts if normalize == "mean" else sums).tolist()
         return self._split(flat, answers)
 
     def _score_seq2seq(self, prompts: list[list[int]], answers: list[list[list[int]]], normalize: Normalize) -> list[np.ndarray]:

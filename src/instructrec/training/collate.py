@@ -53,4 +53,8 @@ class InstructionCollator:
             for i, f in enumerate(features):
                 choices[i, : len(f.get("choices", ()))] = torch.tensor(f.get("choices", []), dtype=torch.long)
             batch["choices"] = choices
+        if any("candidate_ids" in f for f in features):  # candidates-softmax rows (`TrainSettings.objective`)
+            batch["candidate_ids"] = [f.get("candidate_ids", []) for f in features]
+            batch["target_index"] = torch.tensor([f.get("target_index", -1) for f in features], dtype=torch.long)
+            batch["prompt_length"] = torch.tensor([f.get("prompt_length", 0) for f in features], dtype=torch.long)
         return batch

@@ -5,6 +5,11 @@ For causal models the LM head is computed only at the positions that predict an 
 Listwise rows (a `choices` row in the batch: their candidates' letter tokens) have one answer
 token, the target's letter; their logits outside the choices are masked, so their term is the
 cross-entropy over the candidates' letters, exactly what `model.listwise` scores.
+
+`candidates_softmax_loss` is the `softmax` objective (`TrainSettings.objective`): cross-entropy of
+the target over every candidate title's log-likelihood after the prompt, computed by the title
+head's own code (`model.scoring.answer_logprobs`: the prompt runs once, its KV cache is shared by
+the candidates), so training optimises the score the reranker ranks with.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from instructrec.model.backend import ModelKind
-from instructrec.model.scoring import supports_masked_logits
+from instructrec.model.scoring import answer_logprobs, cache_keyword, prompt_forward, supports_masked_logits
 from instructrec.training.collate import IGNORE
 
 
@@ -39,6 +44,8 @@ def answer_only_loss(model: Any, kind: ModelKind, inputs: dict[str, torch.Tensor
         logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], labels=labels).logits
         targets = labels[labels != IGNORE]
         logits = logits[labels != IGNORE]
+    if not targets.numel():  # only candidates-softmax rows in this batch (`objective: softmax`)
+        return logits.float().sum() * 0.0
     total = F.cross_entropy(logits.float(), targets, reduction="sum")
     denom = num_items if num_items is not None else targets.numel()
     if isinstance(denom, torch.Tensor):
@@ -56,3 +63,29 @@ def only_choices(logits: torch.Tensor, choices: torch.Tensor) -> torch.Tensor:
     allowed[rows, choices[rows, cols]] = True
     allowed[~valid.any(1)] = True
     return logits.masked_fill(~allowed, float("-inf"))
+
+
+def candidates_softmax_loss(model: Any, inputs: dict[str, Any], pad_id: int, normalize: str = "mean",
+                            temperature: float = 1.0) -> torch.Tensor:
+    """Mean over the batch's candidate rows (`candidate_ids`, `target_index` >= 0) of the
+    cross-entropy of the target among the candidates, each scored by its title's summed (`sum`) or
+    mean (`mean`) token log-likelihood after the prompt (the first `prompt_length` tokens of its
+    `input_ids`), divided by `temperature`; 0 without such rows."""
+    targets = inputs["target_index"]
+    rows = (targets >= 0).nonzero().squeeze(1).tolist()
+    if not rows:
+        return inputs["input_ids"].new_zeros((), dtype=torch.float32)
+    ids = inputs["input_ids"]
+    prompts = [ids[i, : int(inputs["prompt_length"][i])].tolist() for i in rows]
+    answers = [(g, a) for g, i in enumerate(rows) for a in inputs["candidate_ids"][i]]
+    cache_kw = cache_keyword(model)
+    out, mask = prompt_forward(model, prompts, pad_id, cache_kw=cache_kw)
+    sums, counts = answer_logprobs(model, out, mask, answers, pad_id, per_pass=len(answers), cache_kw=cache_kw)
+    scores = sums / counts if normalize == "mean" else sums
+    sizes = [len(inputs["candidate_ids"][i]) for i in rows]
+    width = max(sizes)
+    table = scores.new_full((len(rows), width), float("-inf"))
+    owner = torch.tensor([g for g, _ in answers], device=scores.device)
+    slot = torch.cat([torch.arange(n, device=scores.device) for n in sizes])
+    table = table.index_put((owner, slot), scores)
+    return F.cross_entropy(table / temperature, targets[rows].to(scores.device))

@@ -15,6 +15,8 @@ from instructrec.model.prompt import PromptSettings
 
 Precision = Literal["auto", "fp32", "bf16", "fp16"]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
+Objective = Literal["likelihood", "softmax", "likelihood+softmax"]
+OBJECTIVES: tuple[str, ...] = get_args(Objective)
 NORMALIZATIONS: tuple[str, ...] = get_args(Normalize)
 
 
@@ -61,7 +63,19 @@ class TrainSettings:
     max_eval_examples: int = 200
     """Validation reranking records scored for HR@1 at each evaluation."""
     eval_normalize: Normalize = "mean"
-    """Score normalisation for validation HR@1: mean (length-normalised) or sum log-likelihood."""
+    """Score normalisation for validation HR@1 and the `softmax` objective: mean (length-normalised)
+    or sum log-likelihood (score as you will rerank)."""
+    objective: Objective = "likelihood"
+    """What reranking (T3) records with numbered candidates train: `likelihood`, the paper's
+    negative log-likelihood of the target title; `softmax`, cross-entropy of the target over the
+    softmax of every candidate's title log-likelihood (normalised by `eval_normalize`, divided by
+    `softmax_temperature`), the score the title head reranks with, so the model learns to tell the
+    target from the other candidates and not only to write titles (S-DPO's multi-negative softmax,
+    arXiv 2406.09215, without its reference model); `likelihood+softmax`: their sum. Other records
+    (T0-T2, letter-labelled lists) train as they always do. Causal models only."""
+    softmax_temperature: float = 1.0
+    """Temperature of the `softmax` objective (below 1 sharpens: mean log-likelihoods of titles differ
+    by fractions of a nat)."""
     precision: Precision = "auto"
     """auto, fp32, bf16 or fp16; auto: bf16 on GPUs that have it, fp16 on other GPUs, fp32 on CPU."""
     gpu_pad_multiple: int | None = 8
@@ -89,6 +103,10 @@ class TrainSettings:
             raise DataError("give a positive number of epochs or steps")
         if self.precision not in PRECISIONS:
             raise DataError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        if self.objective not in OBJECTIVES:
+            raise DataError(f"objective must be one of {', '.join(OBJECTIVES)}, not {self.objective!r}")
+        if self.softmax_temperature <= 0:
+            raise DataError(f"softmax_temperature must be > 0, not {self.softmax_temperature}")
         if self.eval_normalize not in NORMALIZATIONS:
             raise DataError(f"eval_normalize must be one of {', '.join(NORMALIZATIONS)}, not {self.eval_normalize!r}")
 

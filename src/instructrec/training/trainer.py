@@ -33,7 +33,7 @@ from instructrec.training.data import (
     reranking_records,
     tokenize_records,
 )
-from instructrec.training.loss import answer_only_loss
+from instructrec.training.loss import answer_only_loss, candidates_softmax_loss
 from instructrec.training.progress import ThroughputCallback
 from instructrec.training.resume import resume_checkpoint
 from instructrec.training.saved import mark_unfinished, save_output
@@ -48,10 +48,12 @@ log = logging.getLogger(__name__)
 class InstructionTrainer(Trainer):
     """Trainer with the answer-only loss and HR@1 over validation candidates."""
 
-    def __init__(self, *args: Any, kind: ModelKind, hit_rate: CandidateHitRate | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, kind: ModelKind, hit_rate: CandidateHitRate | None = None,
+                 settings: TrainSettings | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.kind = kind
         self.hit_rate = hit_rate
+        self.settings = settings
         # the loss is divided by the accumulated answer-token count, as HF models do themselves
         self.model_accepts_loss_kwargs = True
 
@@ -62,6 +64,10 @@ class InstructionTrainer(Trainer):
             # num_items counts answer tokens on every process and DDP averages gradients: scale
             # back up by the process count, as Trainer.compute_loss does for built-in losses
             loss = loss * self.accelerator.num_processes
+        if "candidate_ids" in inputs:  # the `softmax` objective: a mean over this batch's lists
+            softmax = candidates_softmax_loss(model, inputs, self.processing_class.pad_token_id,
+                                              self.settings.eval_normalize, self.settings.softmax_temperature)
+            loss = loss + softmax / (self.args.gradient_accumulation_steps if model.training else 1)
         return (loss, {}) if return_outputs else loss
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):  # noqa: ANN001
@@ -139,8 +145,8 @@ def train(
 
     encoder = PromptEncoder(loaded.tokenizer, loaded.kind, settings.prompt)
     # plain lists of features: the Trainer's length-grouped sampler reads `input_ids` lengths
-    train_ds = tokenize_records(train_recs, encoder)
-    eval_ds = tokenize_records(valid_recs[: settings.max_eval_examples], encoder) if valid_recs else None
+    train_ds = tokenize_records(train_recs, encoder, settings.objective)
+    eval_ds = tokenize_records(valid_recs[: settings.max_eval_examples], encoder, settings.objective) if valid_recs else None
     if encoder.truncated:
         log.warning("%d training/validation instructions were cut to %d tokens", encoder.truncated, settings.prompt.max_prompt_tokens)
     head = records_head(train_recs)
@@ -162,6 +168,7 @@ def train(
         data_collator=InstructionCollator(loaded.tokenizer.pad_token_id, loaded.kind, pad_multiple),
         callbacks=[ThroughputCallback(settings.batch_size * settings.grad_accum * max(args.world_size, 1))],
         kind=loaded.kind,
+        settings=settings,
         hit_rate=CandidateHitRate(hr_records, loaded.tokenizer, loaded.kind, settings.prompt, settings.eval_normalize),
     )
     result = trainer.train(resume_from_checkpoint=checkpoint)
