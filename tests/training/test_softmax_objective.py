@@ -85,3 +85,17 @@ def test_training_with_the_softmax_objective_raises_hr(tmp_path, tiny_llama_dir,
     before, after = hit_rate(tiny_llama_dir), hit_rate(tmp_path / "out")
     assert after >= before + 0.15, (before, after)
     assert result.metrics["eval_hr@1"] == pytest.approx(after, abs=1e-6)
+
+
+def test_negatives_keep_the_target_and_the_first_others(tiny_llama_dir):
+    loaded = load_model(tiny_llama_dir, device="cpu", dtype="float32")
+    enc = PromptEncoder(loaded.tokenizer, loaded.kind)
+    records = tiny_instruction_records(6, "train", 8)
+    for rec in records:
+        (feat,) = tokenize_records([rec], enc, "softmax", negatives=2)
+        target = rec["target_index"]
+        kept = sorted([target, *[j for j in range(len(rec["candidates"])) if j != target][:2]])
+        assert feat["candidate_ids"] == [enc.answer_ids(rec["candidates"][j]) for j in kept]
+        assert feat["candidate_ids"][feat["target_index"]] == enc.answer_ids(rec["target"])
+    with pytest.raises(DataError, match="softmax_negatives"):
+        TrainSettings(out_dir="x", softmax_negatives=0)

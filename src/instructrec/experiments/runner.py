@@ -237,7 +237,8 @@ class RecipeRun:
             self._models["tiny"] = tiny
         resolved = asdict(train_settings(spec, "<stage>", self.recipe.seed))
         resolved.pop("out_dir")
-        for field_name, default in (("objective", "likelihood"), ("softmax_temperature", 1.0)):
+        for field_name, default in (("objective", "likelihood"), ("softmax_temperature", 1.0),
+                                       ("softmax_negatives", None)):
             if resolved[field_name] == default:  # settings added later count only when set: older models keep their hash
                 del resolved[field_name]
         stage = self.stages.stage("models", name, {"base": spec.base, "train": resolved}, deps)

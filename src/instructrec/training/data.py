@@ -110,13 +110,14 @@ def records_render(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def tokenize_records(records: list[dict[str, Any]], encoder: PromptEncoder,
-                     objective: str = "likelihood") -> list[dict[str, Any]]:
+                     objective: str = "likelihood", negatives: int | None = None) -> list[dict[str, Any]]:
     """Features for training: `input_ids`, `labels` (-100 on the prompt for causal models) and
     `length` (for length-grouped batching). Listwise records also get `choices`, the token ids of
     their candidates' letters: their loss is cross-entropy over those logits only (`loss.py`).
     With a `softmax` objective (`TrainSettings.objective`) reranking records with numbered
     candidates also get `candidate_ids` (each candidate title's answer tokens), `target_index` and
-    `prompt_length`; with `softmax` alone their labels are all -100 (no likelihood term)."""
+    `prompt_length`; with `softmax` alone their labels are all -100 (no likelihood term). `negatives`
+    keeps the target and the first that many other candidates of each list (unset: all)."""
     softmax = "softmax" in objective
     if softmax and encoder.kind != "causal":
         raise DataError(f"the {objective!r} objective trains causal models only; use `likelihood` for a seq2seq model")
@@ -144,8 +145,10 @@ def tokenize_records(records: list[dict[str, Any]], encoder: PromptEncoder,
             ids, labels = prompt, answer
         feat = {"input_ids": ids, "labels": labels, "length": len(ids) + (0 if encoder.kind == "causal" else len(answer))}
         if softmax and reranking_records([rec]):
-            feat.update(candidate_ids=[encoder.answer_ids(c) for c in rec["candidates"]],
-                        target_index=int(rec["target_index"]), prompt_length=len(prompt))
+            target = int(rec["target_index"])
+            kept = [target, *[j for j in range(len(rec["candidates"])) if j != target][:negatives]]
+            feat.update(candidate_ids=[encoder.answer_ids(rec["candidates"][j]) for j in sorted(kept)],
+                        target_index=sorted(kept).index(target), prompt_length=len(prompt))
             if objective == "softmax":
                 feat["labels"] = [-100] * len(ids)
         feats.append(feat)

@@ -28,6 +28,8 @@ def answer_only_loss(model: Any, kind: ModelKind, inputs: dict[str, torch.Tensor
     """Token-summed NLL of the answer tokens divided by `num_items` (answer tokens in the whole
     accumulated batch, as the Trainer counts them) or by this batch's answer tokens."""
     labels = inputs["labels"]
+    if not (labels != IGNORE).any():  # only candidates-softmax rows (`objective: softmax`): no forward to run
+        return torch.zeros((), device=labels.device)
     if kind == "causal":
         keep = torch.zeros_like(labels, dtype=torch.bool)
         keep[:, :-1] = labels[:, 1:] != IGNORE
@@ -44,8 +46,6 @@ def answer_only_loss(model: Any, kind: ModelKind, inputs: dict[str, torch.Tensor
         logits = model(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"], labels=labels).logits
         targets = labels[labels != IGNORE]
         logits = logits[labels != IGNORE]
-    if not targets.numel():  # only candidates-softmax rows in this batch (`objective: softmax`)
-        return logits.float().sum() * 0.0
     total = F.cross_entropy(logits.float(), targets, reduction="sum")
     denom = num_items if num_items is not None else targets.numel()
     if isinstance(denom, torch.Tensor):

@@ -76,6 +76,11 @@ class TrainSettings:
     softmax_temperature: float = 1.0
     """Temperature of the `softmax` objective (below 1 sharpens: mean log-likelihoods of titles differ
     by fractions of a nat)."""
+    softmax_negatives: int | None = None
+    """Negatives per list in the `softmax` objective: the target and the first this many of the
+    list's other candidates (the builder shuffled them), a sampled softmax; unset: all of them. Each
+    candidate's title is a forward and backward pass of its tokens: on a CPU the candidates of a
+    10-item Games list cost more than its prompt."""
     precision: Precision = "auto"
     """auto, fp32, bf16 or fp16; auto: bf16 on GPUs that have it, fp16 on other GPUs, fp32 on CPU."""
     gpu_pad_multiple: int | None = 8
@@ -105,6 +110,8 @@ class TrainSettings:
             raise DataError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         if self.objective not in OBJECTIVES:
             raise DataError(f"objective must be one of {', '.join(OBJECTIVES)}, not {self.objective!r}")
+        if self.softmax_negatives is not None and self.softmax_negatives < 1:
+            raise DataError(f"softmax_negatives must be >= 1 (or unset: all), not {self.softmax_negatives}")
         if self.softmax_temperature <= 0:
             raise DataError(f"softmax_temperature must be > 0, not {self.softmax_temperature}")
         if self.eval_normalize not in NORMALIZATIONS:

@@ -145,8 +145,9 @@ def train(
 
     encoder = PromptEncoder(loaded.tokenizer, loaded.kind, settings.prompt)
     # plain lists of features: the Trainer's length-grouped sampler reads `input_ids` lengths
-    train_ds = tokenize_records(train_recs, encoder, settings.objective)
-    eval_ds = tokenize_records(valid_recs[: settings.max_eval_examples], encoder, settings.objective) if valid_recs else None
+    train_ds = tokenize_records(train_recs, encoder, settings.objective, settings.softmax_negatives)
+    eval_ds = (tokenize_records(valid_recs[: settings.max_eval_examples], encoder, settings.objective,
+                                settings.softmax_negatives) if valid_recs else None)
     if encoder.truncated:
         log.warning("%d training/validation instructions were cut to %d tokens", encoder.truncated, settings.prompt.max_prompt_tokens)
     head = records_head(train_recs)
