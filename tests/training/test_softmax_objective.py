@@ -15,7 +15,7 @@ from instructrec.model.prompt import PromptEncoder
 from instructrec.model.scoring import CandidateScorer, naive_scores
 from instructrec.training import TrainSettings, train
 from instructrec.training.collate import InstructionCollator
-from instructrec.training.data import load_instruction_records, reranking_records, tokenize_records
+from instructrec.training.data import load_instruction_records, reranking_records, sampled_negatives, tokenize_records
 from instructrec.training.loss import answer_only_loss, candidates_softmax_loss
 
 
@@ -87,15 +87,23 @@ def test_training_with_the_softmax_objective_raises_hr(tmp_path, tiny_llama_dir,
     assert result.metrics["eval_hr@1"] == pytest.approx(after, abs=1e-6)
 
 
-def test_negatives_keep_the_target_and_the_first_others(tiny_llama_dir):
+def test_negatives_are_a_seeded_draw_not_the_first_ones(tiny_llama_dir):
     loaded = load_model(tiny_llama_dir, device="cpu", dtype="float32")
     enc = PromptEncoder(loaded.tokenizer, loaded.kind)
-    records = tiny_instruction_records(6, "train", 8)
+    records = tiny_instruction_records(40, "train", 8)
+    last = 0
     for rec in records:
         (feat,) = tokenize_records([rec], enc, "softmax", negatives=2)
-        target = rec["target_index"]
-        kept = sorted([target, *[j for j in range(len(rec["candidates"])) if j != target][:2]])
+        kept = sorted([rec["target_index"], *sampled_negatives(rec, 2)])
+        assert len(set(kept)) == 3 and sampled_negatives(rec, 2) == sampled_negatives(dict(rec), 2)
         assert feat["candidate_ids"] == [enc.answer_ids(rec["candidates"][j]) for j in kept]
         assert feat["candidate_ids"][feat["target_index"]] == enc.answer_ids(rec["target"])
+        last += feat["target_index"] == 2
+    # the target's place among the kept candidates tells nothing: with the first N others kept it
+    # was last whenever it was listed after them (here 2 of 4 positions: half the lists or more)
+    assert 0 < last < 0.5 * len(records)
+    first = [[j for j in range(4) if j != r["target_index"]][:2] for r in records]
+    assert sum(sampled_negatives(r, 2) != f for r, f in zip(records, first)) >= len(records) // 4
+    assert sampled_negatives(records[0], None) == [j for j in range(4) if j != records[0]["target_index"]]
     with pytest.raises(DataError, match="softmax_negatives"):
         TrainSettings(out_dir="x", softmax_negatives=0)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import logging
+import random
+import zlib
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -109,6 +111,19 @@ def records_render(records: list[dict[str, Any]]) -> dict[str, Any]:
     return json.loads(budgets.pop()) if budgets else {}
 
 
+def sampled_negatives(rec: dict[str, Any], negatives: int | None) -> list[int]:
+    """Positions of the other candidates of a reranking record that its softmax keeps: all of them,
+    or `negatives` drawn uniformly, seeded by the instruction text (the same draw on every run and
+    resume). Drawn, not the first ones: with the first N the target was the last of its kept list
+    whenever it was listed after them (70 % of 4-item lists), and the model learned that position
+    instead of the titles (validation HR@1 over 4 kept 0.75, over all 10 candidates 0.08)."""
+    others = [j for j in range(len(rec["candidates"])) if j != int(rec["target_index"])]
+    if negatives is None or negatives >= len(others):
+        return others
+    rng = random.Random(zlib.crc32(rec["instruction"].encode("utf-8")))
+    return sorted(rng.sample(others, negatives))
+
+
 def tokenize_records(records: list[dict[str, Any]], encoder: PromptEncoder,
                      objective: str = "likelihood", negatives: int | None = None) -> list[dict[str, Any]]:
     """Features for training: `input_ids`, `labels` (-100 on the prompt for causal models) and
@@ -117,7 +132,7 @@ def tokenize_records(records: list[dict[str, Any]], encoder: PromptEncoder,
     With a `softmax` objective (`TrainSettings.objective`) reranking records with numbered
     candidates also get `candidate_ids` (each candidate title's answer tokens), `target_index` and
     `prompt_length`; with `softmax` alone their labels are all -100 (no likelihood term). `negatives`
-    keeps the target and the first that many other candidates of each list (unset: all)."""
+    keeps the target and that many other candidates of each list (`sampled_negatives`; unset: all)."""
     softmax = "softmax" in objective
     if softmax and encoder.kind != "causal":
         raise DataError(f"the {objective!r} objective trains causal models only; use `likelihood` for a seq2seq model")
@@ -146,7 +161,7 @@ def tokenize_records(records: list[dict[str, Any]], encoder: PromptEncoder,
         feat = {"input_ids": ids, "labels": labels, "length": len(ids) + (0 if encoder.kind == "causal" else len(answer))}
         if softmax and reranking_records([rec]):
             target = int(rec["target_index"])
-            kept = [target, *[j for j in range(len(rec["candidates"])) if j != target][:negatives]]
+            kept = [target, *sampled_negatives(rec, negatives)]
             feat.update(candidate_ids=[encoder.answer_ids(rec["candidates"][j]) for j in sorted(kept)],
                         target_index=sorted(kept).index(target), prompt_length=len(prompt))
             if objective == "softmax":

@@ -77,8 +77,9 @@ class TrainSettings:
     """Temperature of the `softmax` objective (below 1 sharpens: mean log-likelihoods of titles differ
     by fractions of a nat)."""
     softmax_negatives: int | None = None
-    """Negatives per list in the `softmax` objective: the target and the first this many of the
-    list's other candidates (the builder shuffled them), a sampled softmax; unset: all of them. Each
+    """Negatives per list in the `softmax` objective: the target and this many of the list's other
+    candidates drawn at random (seeded by the instruction, `training.data.sampled_negatives`), a
+    sampled softmax; unset: all of them. Each
     candidate's title is a forward and backward pass of its tokens: on a CPU the candidates of a
     10-item Games list cost more than its prompt."""
     precision: Precision = "auto"
