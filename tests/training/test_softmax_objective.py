@@ -15,7 +15,12 @@ from instructrec.model.prompt import PromptEncoder
 from instructrec.model.scoring import CandidateScorer, naive_scores
 from instructrec.training import TrainSettings, train
 from instructrec.training.collate import InstructionCollator
-from instructrec.training.data import load_instruction_records, reranking_records, sampled_negatives, tokenize_records
+from instructrec.training.data import (
+    load_instruction_records,
+    reranking_records,
+    sampled_negatives,
+    tokenize_records,
+)
 from instructrec.training.loss import answer_only_loss, candidates_softmax_loss
 
 
