@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_instruction_records
 from instructrec.errors import DataError
 from instructrec.model import load_model
 from instructrec.model.prompt import PromptEncoder
@@ -24,6 +23,11 @@ from instructrec.training.data import (
 from instructrec.training.loss import answer_only_loss, candidates_softmax_loss
 
 
+def tiny_records(folder, n: int, start: int) -> list[dict]:
+    """`n` of the tiny training records (the session fixture's), from `start`, as fresh copies."""
+    return [dict(r) for r in load_instruction_records(folder)["train"][start : start + n]]
+
+
 def _batch(loaded, records, objective):
     enc = PromptEncoder(loaded.tokenizer, loaded.kind)
     feats = tokenize_records(records, enc, objective)
@@ -31,9 +35,9 @@ def _batch(loaded, records, objective):
 
 
 @pytest.mark.parametrize(("normalize", "temperature"), [("mean", 1.0), ("sum", 0.5)])
-def test_loss_is_cross_entropy_of_the_naive_scores(tiny_llama_dir, normalize, temperature):
+def test_loss_is_cross_entropy_of_the_naive_scores(tiny_llama_dir, tiny_instructions_dir, normalize, temperature):
     loaded = load_model(tiny_llama_dir, device="cpu", dtype="float32")
-    records = tiny_instruction_records(3, "train", 5)
+    records = tiny_records(tiny_instructions_dir, 3, 0)
     records[1]["candidates"] = records[1]["candidates"][:3]  # lists of different lengths
     records[1]["target_index"] = min(records[1]["target_index"], 2)
     batch = _batch(loaded, records, "softmax")
@@ -45,9 +49,9 @@ def test_loss_is_cross_entropy_of_the_naive_scores(tiny_llama_dir, normalize, te
     assert float(loss) == pytest.approx(float(np.mean(expected)), abs=1e-4)
 
 
-def test_loss_has_gradients_and_rows_without_lists_add_nothing(tiny_llama_dir):
+def test_loss_has_gradients_and_rows_without_lists_add_nothing(tiny_llama_dir, tiny_instructions_dir):
     loaded = load_model(tiny_llama_dir, device="cpu", dtype="float32")
-    records = tiny_instruction_records(2, "train", 6)
+    records = tiny_records(tiny_instructions_dir, 2, 3)
     plain = dict(records[1], candidates=[], target_index=-1)  # a record with no list: likelihood only
     batch = _batch(loaded, [records[0], plain], "likelihood+softmax")
     assert batch["target_index"].tolist() == [records[0]["target_index"], -1]
@@ -59,9 +63,9 @@ def test_loss_has_gradients_and_rows_without_lists_add_nothing(tiny_llama_dir):
     assert grads and any(float(g.abs().sum()) > 0 for g in grads)
 
 
-def test_objective_decides_the_likelihood_term(tiny_llama_dir, tiny_t5_dir):
+def test_objective_decides_the_likelihood_term(tiny_llama_dir, tiny_t5_dir, tiny_instructions_dir):
     loaded = load_model(tiny_llama_dir, device="cpu", dtype="float32")
-    records = tiny_instruction_records(2, "train", 7)
+    records = tiny_records(tiny_instructions_dir, 2, 5)
     only = _batch(loaded, records, "softmax")
     both = _batch(loaded, records, "likelihood+softmax")
     plain = _batch(loaded, records, "likelihood")
@@ -92,10 +96,10 @@ def test_training_with_the_softmax_objective_raises_hr(tmp_path, tiny_llama_dir,
     assert result.metrics["eval_hr@1"] == pytest.approx(after, abs=1e-6)
 
 
-def test_negatives_are_a_seeded_draw_not_the_first_ones(tiny_llama_dir):
+def test_negatives_are_a_seeded_draw_not_the_first_ones(tiny_llama_dir, tiny_instructions_dir):
     loaded = load_model(tiny_llama_dir, device="cpu", dtype="float32")
     enc = PromptEncoder(loaded.tokenizer, loaded.kind)
-    records = tiny_instruction_records(40, "train", 8)
+    records = tiny_records(tiny_instructions_dir, 40, 7)
     last = 0
     for rec in records:
         (feat,) = tokenize_records([rec], enc, "softmax", negatives=2)
