@@ -22,7 +22,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,8 @@ from instructrec.recommender.reranker import FusionWeight
 log = logging.getLogger(__name__)
 
 SUMMARY = "summary.json"
+LATER_TRAIN_SETTINGS = ("objective", "softmax_temperature", "softmax_negatives")
+"""`TrainSettings` fields added after models were first cached: in a model stage's hash only when not default."""
 
 
 def load_dataset(spec: str) -> Dataset:
@@ -224,7 +226,7 @@ class RecipeRun:
         """A tuned model stage (LoRA adapter or full model folder)."""
         if name in self._models:
             return self._models[name]
-        from instructrec.training.trainer import train
+        from instructrec.training.trainer import TrainSettings, train
 
         spec = self.recipe.models[name]
         instr = self.instructions(spec.instructions)
@@ -237,9 +239,9 @@ class RecipeRun:
             self._models["tiny"] = tiny
         resolved = asdict(train_settings(spec, "<stage>", self.recipe.seed))
         resolved.pop("out_dir")
-        for field_name, default in (("objective", "likelihood"), ("softmax_temperature", 1.0),
-                                       ("softmax_negatives", None)):
-            if resolved[field_name] == default:  # settings added later count only when set: older models keep their hash
+        defaults = {f.name: f.default for f in fields(TrainSettings)}
+        for field_name in LATER_TRAIN_SETTINGS:  # settings added later count only when set: older models keep their hash
+            if resolved[field_name] == defaults[field_name]:
                 del resolved[field_name]
         stage = self.stages.stage("models", name, {"base": spec.base, "train": resolved}, deps)
 

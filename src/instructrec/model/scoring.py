@@ -268,9 +268,13 @@ class PromptScorer:
         return len(self.encoder.render(instruction)) > self.encoder.settings.max_prompt_tokens
 
 
+def normalized(sums: torch.Tensor, counts: torch.Tensor, normalize: Normalize) -> torch.Tensor:
+    """Answer scores from summed token log-likelihoods: per token (`mean`) or as they are (`sum`)."""
+    return sums / counts if normalize == "mean" else sums
+
+
 def _reduce(token_logprobs: torch.Tensor, mask: torch.Tensor, normalize: Normalize) -> torch.Tensor:
-    total = (token_logprobs * mask).sum(-1)
-    return total / mask.sum(-1) if normalize == "mean" else total
+    return normalized((token_logprobs * mask).sum(-1), mask.sum(-1), normalize)
 
 
 def answer_logprobs(model: Any, out: Any, mask: torch.Tensor, rows: Sequence[tuple[int, Sequence[int]]], pad_id: int,
@@ -396,7 +400,7 @@ class CandidateScorer(PromptScorer):
         sums, counts = answer_logprobs(self.model, out, mask, self._rows(answers), self.pad_id,
                                        per_pass=self.settings.rows_per_pass(self.device), cache_kw=self._cache_kw,
                                        can_keep=self._can_keep)
-        flat = (sums / counts if normalize == "mean" else sums).tolist()
+        flat = normalized(sums, counts, normalize).tolist()
         return self._split(flat, answers)
 
     def _score_seq2seq(self, prompts: list[list[int]], answers: list[list[list[int]]], normalize: Normalize) -> list[np.ndarray]:

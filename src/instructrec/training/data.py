@@ -161,9 +161,9 @@ def tokenize_records(records: list[dict[str, Any]], encoder: PromptEncoder,
         feat = {"input_ids": ids, "labels": labels, "length": len(ids) + (0 if encoder.kind == "causal" else len(answer))}
         if softmax and reranking_records([rec]):
             target = int(rec["target_index"])
-            kept = [target, *sampled_negatives(rec, negatives)]
-            feat.update(candidate_ids=[encoder.answer_ids(rec["candidates"][j]) for j in sorted(kept)],
-                        target_index=sorted(kept).index(target), prompt_length=len(prompt))
+            kept = sorted([target, *sampled_negatives(rec, negatives)])
+            feat.update(candidate_ids=[encoder.answer_ids(rec["candidates"][j]) for j in kept],
+                        target_index=kept.index(target), prompt_length=len(prompt))
             if objective == "softmax":
                 feat["labels"] = [-100] * len(ids)
         feats.append(feat)

@@ -20,7 +20,13 @@ import torch
 import torch.nn.functional as F
 
 from instructrec.model.backend import ModelKind
-from instructrec.model.scoring import answer_logprobs, cache_keyword, prompt_forward, supports_masked_logits
+from instructrec.model.scoring import (
+    answer_logprobs,
+    cache_keyword,
+    normalized,
+    prompt_forward,
+    supports_masked_logits,
+)
 from instructrec.training.collate import IGNORE
 
 
@@ -81,7 +87,7 @@ def candidates_softmax_loss(model: Any, inputs: dict[str, Any], pad_id: int, nor
     cache_kw = cache_keyword(model)
     out, mask = prompt_forward(model, prompts, pad_id, cache_kw=cache_kw)
     sums, counts = answer_logprobs(model, out, mask, answers, pad_id, per_pass=len(answers), cache_kw=cache_kw)
-    scores = sums / counts if normalize == "mean" else sums
+    scores = normalized(sums, counts, normalize)  # type: ignore[arg-type]
     sizes = [len(inputs["candidate_ids"][i]) for i in rows]
     width = max(sizes)
     table = scores.new_full((len(rows), width), float("-inf"))
