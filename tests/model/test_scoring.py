@@ -71,3 +71,26 @@ def test_length_groups_put_similar_lengths_together_and_cover_every_index():
     groups = length_groups([30, 5, 31, 6, 29], 2)
     assert groups == [[1, 3], [4, 0], [2]]  # padded to 6, 30 and 31 tokens instead of 30, 31, 29
     assert length_groups([], 8) == []
+
+
+@pytest.mark.parametrize("lean", [False, True])
+def test_packed_candidates_equal_naive_scores(tiny_llama_dir, lean):
+    """One row per prompt with all its answers behind it (block attention mask, restarted positions)
+    gives each answer its own log-likelihood: prompts and answer lists of different lengths."""
+    import torch
+
+    from instructrec.model.prompt import PromptEncoder
+    from instructrec.model.scoring import normalized, packed_answer_logprobs
+
+    loaded = load_model(tiny_llama_dir, device="cpu", lean=lean)
+    enc = PromptEncoder(loaded.tokenizer, loaded.kind)
+    prompts = [enc.prompt_ids(t) for t in INSTRUCTIONS]
+    answers = [[enc.answer_ids(c) for c in cands] for cands in CANDIDATES]
+    with torch.inference_mode():
+        sums, counts = packed_answer_logprobs(loaded.model, prompts, answers, loaded.tokenizer.pad_token_id)
+    assert counts.tolist() == [float(len(a)) for cands in answers for a in cands]
+    got = normalized(sums, counts, "mean").numpy()
+    want = np.concatenate([naive_scores(loaded, ins, cands, "mean") for ins, cands in zip(INSTRUCTIONS, CANDIDATES)])
+    np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+    with pytest.raises(DataError, match="non-empty answer"):
+        packed_answer_logprobs(loaded.model, prompts[:1], [[]], loaded.tokenizer.pad_token_id)

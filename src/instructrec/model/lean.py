@@ -255,7 +255,10 @@ def _attention_mask(attention_mask: torch.Tensor | None, b: int, n: int, past: i
     """The (batch, 1, n, past + n) boolean mask: causal over the row's index, keys where
     `attention_mask` is 1; None (the fused causal kernel) when nothing is masked out. A query with
     no visible key (left padding) may see itself, so that no NaN reaches the real tokens (its own
-    output is never read)."""
+    output is never read). A 4-D mask (boolean, or additive floats: packed candidates,
+    `model.scoring.packed_answer_logprobs`) is the caller's own and is used as it is, as transformers does."""
+    if attention_mask is not None and attention_mask.dim() == 4:
+        return attention_mask
     if attention_mask is None or bool(attention_mask.all()):
         if past == 0:
             return None

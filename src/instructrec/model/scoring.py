@@ -319,6 +319,72 @@ def answer_logprobs(model: Any, out: Any, mask: torch.Tensor, rows: Sequence[tup
     return torch.cat(sums), torch.cat(counts)
 
 
+def packed_answer_logprobs(model: Any, prompts: Sequence[Sequence[int]], answers: Sequence[Sequence[Sequence[int]]],
+                           pad_id: int, *, can_keep: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """`answer_logprobs` in one forward pass without KV caches: each prompt and all its answers in one
+    row, `[prompt, answer 1, answer 2, ...]`, under a block attention mask (an answer's tokens see the
+    prompt and the earlier tokens of their own answer only) and position ids that restart at the
+    prompt's length for every answer, so each answer gets the log-likelihood it gets alone after its
+    prompt. Returns summed log-probabilities and token counts, answers in order (prompt 0's first).
+
+    Why not the cached path: it copies each prompt's KV cache once per answer (`index_select`), and in
+    training the gradients flow back through those copies; here every token is computed once and the
+    attention mask does the sharing (the training loss of `objective: softmax` and the title head's
+    scorer without a prefix cache; benchmarks/RESULTS.md, "packed candidates")."""
+    dev = next(model.parameters()).device
+    dtype = next(model.parameters()).dtype
+    can_keep = supports_masked_logits(model) if can_keep is None else can_keep
+    rows, segments, positions = [], [], []
+    for prompt, cands in zip(prompts, answers, strict=True):
+        if not cands or any(len(a) == 0 for a in cands):
+            raise DataError("every prompt needs at least one non-empty answer to score")
+        rows.append(list(prompt) + [t for a in cands for t in a])
+        segments.append([0] * len(prompt) + [j + 1 for j, a in enumerate(cands) for _ in a])
+        positions.append(list(range(len(prompt))) + [len(prompt) + i for a in cands for i in range(len(a))])
+    ids, _ = _pad(rows, pad_id, left=False)
+    width = ids.shape[1]
+    seg = torch.full((len(rows), width), -1, dtype=torch.long)
+    pos = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, (s, p) in enumerate(zip(segments, positions, strict=True)):
+        seg[r, : len(s)], pos[r, : len(p)] = torch.tensor(s), torch.tensor(p)
+    idx = torch.arange(width)
+    causal = idx[None, :] <= idx[:, None]  # (query, key)
+    sq, sk = seg[:, :, None], seg[:, None, :]
+    allowed = causal[None] & (((sk == 0) & (sq >= 0)) | ((sq == sk) & (sq > 0)))
+    allowed |= torch.eye(width, dtype=torch.bool)[None]  # padding sees itself: no row without a key
+    # an additive mask: transformers passes a 4-D mask through as it is, and every attention kernel adds it
+    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)[:, None]
+    # which position predicts each answer token: the prompt's last for an answer's first, else the one before
+    pred_row, pred_pos, target, owner = [], [], [], []
+    n = 0
+    for r, (prompt, cands) in enumerate(zip(prompts, answers, strict=True)):
+        start = len(prompt)
+        for a in cands:
+            for i, tok in enumerate(a):
+                pred_row.append(r)
+                pred_pos.append(len(prompt) - 1 if i == 0 else start + i - 1)
+                target.append(tok)
+                owner.append(n)
+            start += len(a)
+            n += 1
+    keep = torch.zeros((len(rows), width), dtype=torch.bool)
+    keep[pred_row, pred_pos] = True
+    kept_index = torch.full((len(rows), width), -1, dtype=torch.long)
+    kept_index[keep] = torch.arange(int(keep.sum()))
+    kwargs = {"input_ids": ids.to(dev), "attention_mask": mask.to(dev), "position_ids": pos.to(dev), "use_cache": False}
+    if can_keep:
+        logits = model(**kwargs, logits_to_keep=keep.to(dev)).logits
+        logits = logits if logits.dim() == 2 else logits[keep.to(dev)]
+    else:
+        logits = model(**kwargs).logits[keep.to(dev)]
+    logprobs = F.log_softmax(logits.float(), dim=-1)
+    token_lp = logprobs[kept_index[pred_row, pred_pos].to(dev), torch.tensor(target, device=dev)]
+    owner_t = torch.tensor(owner, device=dev)
+    sums = torch.zeros(n, device=dev, dtype=token_lp.dtype).index_add(0, owner_t, token_lp)
+    counts = torch.zeros(n, device=dev).index_add(0, owner_t, torch.ones_like(token_lp))
+    return sums, counts
+
+
 class CandidateScorer(PromptScorer):
     """Log-likelihood of each candidate title given its instruction.
 

@@ -8,8 +8,9 @@ cross-entropy over the candidates' letters, exactly what `model.listwise` scores
 
 `candidates_softmax_loss` is the `softmax` objective (`TrainSettings.objective`): cross-entropy of
 the target over every candidate title's log-likelihood after the prompt, computed by the title
-head's own code (`model.scoring.answer_logprobs`: the prompt runs once, its KV cache is shared by
-the candidates), so training optimises the score the reranker ranks with.
+head's own score (`model.scoring.packed_answer_logprobs`: each prompt and all its candidates in one
+row under a block attention mask, equal to the scorer's shared-prefix path within float tolerance),
+so training optimises the score the reranker ranks with.
 """
 
 from __future__ import annotations
@@ -20,13 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from instructrec.model.backend import ModelKind
-from instructrec.model.scoring import (
-    answer_logprobs,
-    cache_keyword,
-    normalized,
-    prompt_forward,
-    supports_masked_logits,
-)
+from instructrec.model.scoring import normalized, packed_answer_logprobs, supports_masked_logits
 from instructrec.training.collate import IGNORE
 
 
@@ -83,15 +78,13 @@ def candidates_softmax_loss(model: Any, inputs: dict[str, Any], pad_id: int, nor
         return inputs["input_ids"].new_zeros((), dtype=torch.float32)
     ids = inputs["input_ids"]
     prompts = [ids[i, : int(inputs["prompt_length"][i])].tolist() for i in rows]
-    answers = [(g, a) for g, i in enumerate(rows) for a in inputs["candidate_ids"][i]]
-    cache_kw = cache_keyword(model)
-    out, mask = prompt_forward(model, prompts, pad_id, cache_kw=cache_kw)
-    sums, counts = answer_logprobs(model, out, mask, answers, pad_id, per_pass=len(answers), cache_kw=cache_kw)
+    answers = [inputs["candidate_ids"][i] for i in rows]
+    sums, counts = packed_answer_logprobs(model, prompts, answers, pad_id)
     scores = normalized(sums, counts, normalize)  # type: ignore[arg-type]
-    sizes = [len(inputs["candidate_ids"][i]) for i in rows]
+    sizes = [len(a) for a in answers]
     width = max(sizes)
     table = scores.new_full((len(rows), width), float("-inf"))
-    owner = torch.tensor([g for g, _ in answers], device=scores.device)
+    owner = torch.cat([torch.full((n,), g, device=scores.device) for g, n in enumerate(sizes)])
     slot = torch.cat([torch.arange(n, device=scores.device) for n in sizes])
     table = table.index_put((owner, slot), scores)
     return F.cross_entropy(table / temperature, targets[rows].to(scores.device))
