@@ -283,8 +283,8 @@ def answer_logprobs(model: Any, out: Any, mask: torch.Tensor, rows: Sequence[tup
     """Summed log-probabilities (and token counts) of answers after their prompts: `out` and `mask`
     are `prompt_forward`'s over the prompts, `rows` pairs a prompt's index with one answer's token
     ids. Each prompt's KV cache is selected per answer row (`per_pass` rows per forward) and only
-    the answer tokens run. Differentiable outside `torch.inference_mode`: the title head scores with
-    it and the candidates-softmax objective trains through it (`training.loss`)."""
+    the answer tokens run: the title head's scorer (and its prefix cache). Differentiable outside
+    `torch.inference_mode`; training packs the answers instead (`packed_answer_logprobs`, no cache copies)."""
     dev = mask.device
     can_keep = supports_masked_logits(model) if can_keep is None else can_keep
     lengths = mask.sum(-1)
