@@ -6,6 +6,7 @@ import copy
 import json
 
 import pytest
+import torch
 import yaml
 from typer.testing import CliRunner
 
@@ -80,6 +81,42 @@ def test_changed_settings_rerun_exactly_their_dependents(tmp_path):
     assert (out / "reports" / "seq" / "results.md").read_text().count("| fused |") == 1
 
 
+def test_a_model_continues_training_from_another_models_weights(tmp_path):
+    """`base: <another model>`: trained from that model's weights (its adapter folded in), after it,
+    and again whenever it changes."""
+    raw = copy.deepcopy(MINI)
+    raw["models"]["more"] = {"base": "tuned", "instructions": "main",
+                             "train": {"lora": True, "max_steps": 3, "batch_size": 4, "eval_steps": 3,
+                                       "max_eval_examples": 4, "seed": 1}}
+    raw["experiments"][0]["methods"] = ["popularity", {"method": "llm:more", "name": "more"}]
+    out = tmp_path / "run"
+    first = run_recipe(recipe_from_dict(copy.deepcopy(raw)), out, progress=False)
+    assert {("models", "tuned"), ("models", "more")} <= _computed(first)
+    parent = next((out / "models").glob("tuned-*/"))
+    child = next((out / "models").glob("more-*/"))
+    assert json.loads((child / "instructrec.json").read_text())["base_model"] == str(parent)
+    # loaded, the child is its own adapter over the parent's merged weights (not a nested, empty adapter)
+    from safetensors.torch import load_file
+
+    from instructrec.model import load_model
+
+    loaded, merged_parent = load_model(child, device="cpu"), load_model(parent, device="cpu", merge_adapter=True)
+    saved = load_file(child / "adapter_model.safetensors")
+    state = loaded.model.state_dict()
+    lora_b = [k for k in saved if "lora_B" in k]
+    assert lora_b and any(saved[k].abs().sum() > 0 for k in lora_b)
+    for key in lora_b:
+        assert torch.equal(state[key.replace(".weight", ".default.weight")], saved[key])
+    base_state = loaded.model.get_base_model().state_dict()
+    for key, value in merged_parent.model.state_dict().items():
+        torch.testing.assert_close(base_state[key.replace(".weight", ".base_layer.weight")]
+                                   if key.replace(".weight", ".base_layer.weight") in base_state else base_state[key], value)
+    raw["models"]["tuned"]["train"]["max_steps"] = 3
+    again = run_recipe(recipe_from_dict(raw), out, progress=False)
+    assert {("models", "tuned"), ("models", "more"), ("results", "seq/more")} <= _computed(again)
+    assert ("results", "seq/popularity") not in _computed(again)
+
+
 def test_incomplete_stage_is_not_reused(tmp_path):
     out = tmp_path / "run"
     first = run_recipe(recipe_from_dict(copy.deepcopy(MINI)), out, progress=False)
@@ -102,6 +139,7 @@ def test_incomplete_stage_is_not_reused(tmp_path):
     ({"instructions__main__targets": "first"}, "targets"),
     ({"models__tuned__instructions": "other"}, "no instruction build"),
     ({"models__tuned__train__max_step": 3}, "unknown training setting"),
+    ({"models__tuned__base": "tuned"}, "cycle"),
     ({"recommender": {"fusion_from": "nothing"}}, "fusion_from"),
     ({"experiments__0__methods": ["sasrec", "stack:sasrec"]}, "at least two signals"),
     ({"experiments__0__methods": ["sasrec", {"method": "stack:llm:tuned+sasrec", "name": "st"}],

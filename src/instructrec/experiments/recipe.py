@@ -80,7 +80,9 @@ class ModelSpec:
     __pydantic_config__ = _STRICT
     base: str = "default"
     """Model to tune: `default` (bundled SmolLM2-135M-Instruct), `tiny` (a random tiny Llama built
-    from the instructions' vocabulary: smoke tests), a model folder or a hub id in the local cache."""
+    from the instructions' vocabulary: smoke tests), another model of this recipe (its tuned weights,
+    a LoRA adapter folded in first: training continued; give it another `seed` to draw other
+    examples), a model folder or a hub id in the local cache."""
     instructions: str = "main"
     """Name of the instruction build (in `instructions:`) to train on."""
     train: dict[str, Any] = field(default_factory=dict)
@@ -286,6 +288,12 @@ def check_recipe(recipe: Recipe, source: str) -> None:
             raise bad(f"models.{name}.instructions: no instruction build {model.instructions!r} "
                       f"(builds: {sorted(recipe.instructions)}).")
         train_settings(model, "check")  # raises on an unknown or invalid training setting
+        chain, base = [name], model.base
+        while base in recipe.models:  # continued training: the bases must end outside the recipe's models
+            if base in chain:
+                raise bad(f"models.{name}.base: the models' bases form a cycle ({' -> '.join([*chain, base])}).")
+            chain.append(base)
+            base = recipe.models[base].base
     names = [e.name for e in recipe.experiments]
     if len(set(names)) != len(names):
         raise bad(f"experiment names must be unique: {names}.")

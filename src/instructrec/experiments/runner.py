@@ -237,6 +237,10 @@ class RecipeRun:
             deps.append(tiny[0])
             base = str(tiny[1])
             self._models["tiny"] = tiny
+        elif base in self.recipe.models:  # training continued from another model of the recipe
+            parent = self.model(base)
+            deps.append(parent[0])
+            base = str(parent[1])
         resolved = asdict(train_settings(spec, "<stage>", self.recipe.seed))
         resolved.pop("out_dir")
         defaults = {f.name: f.default for f in fields(TrainSettings)}

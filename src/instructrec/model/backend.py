@@ -270,7 +270,11 @@ def _load_adapter(folder: Path, kind: ModelKind | None, dtype: torch.dtype, devi
     base_spec = meta.get("base_model") or cfg.get("base_model_name_or_path")
     if not base_spec:
         raise ModelError(f"{folder} is an adapter without a base model name; pass the base model with --model")
-    base = load_model(base_spec, kind=kind or meta.get("kind"), dtype=dtype_name(dtype), device="cpu", lean=lean)
+    # a base that is itself an adapter (training continued from a tuned model) is folded in first, as
+    # `training.build_model` did before training this one: wrapped unmerged, peft nests the two adapters
+    # and finds none of this adapter's keys
+    base = load_model(base_spec, kind=kind or meta.get("kind"), dtype=dtype_name(dtype), device="cpu",
+                      merge_adapter=True, lean=lean)
     is_lean = lean and _is_lean(base.model)
     tokenizer = base.tokenizer
     if (folder / "tokenizer_config.json").is_file():
