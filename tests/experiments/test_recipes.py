@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -14,6 +15,8 @@ from instructrec.cli.main import app
 from instructrec.errors import InstructRecError
 from instructrec.experiments.recipe import load_recipe, parse_overrides, recipe_from_dict, set_path
 from instructrec.experiments.runner import run_recipe
+
+REPO_RECIPES = Path(__file__).resolve().parents[2] / "benchmarks" / "recipes"
 
 MINI = {
     "name": "mini",
@@ -137,6 +140,8 @@ def test_incomplete_stage_is_not_reused(tmp_path):
     ({"retrievers__sasrec__epoch": 3}, "unknown setting"),
     ({"retrievers__sasrec__holdout": -1}, "holdout"),
     ({"instructions__main__targets": "first"}, "targets"),
+    ({"instructions__main__mix": {"T3": 1, "P9,I0,T3": 0}}, "match no template"),
+    ({"instructions__main__mix": {"T0": 0, "T1": 0, "T2": 0, "T3": 0}}, "at least one positive"),
     ({"models__tuned__instructions": "other"}, "no instruction build"),
     ({"models__tuned__train__max_step": 3}, "unknown training setting"),
     ({"models__tuned__base": "tuned"}, "cycle"),
@@ -164,6 +169,14 @@ def test_a_stacked_method_saves_its_weights_and_resumes(tmp_path):
     again = run_recipe(recipe_from_dict(copy.deepcopy(raw)), out, progress=False)
     assert _computed(again) == set()
     assert again["fusion_weights"] == first["fusion_weights"] and again["results"] == first["results"]
+
+
+@pytest.mark.parametrize("path", sorted(REPO_RECIPES.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_recipe_validates(path):
+    """The benchmark recipes (the GPU one runs in a 15-minute lease: a typo must not cost it)
+    load with every name, spec and mix key resolved."""
+    recipe = load_recipe(path)
+    assert recipe.experiments and recipe.instructions
 
 
 def test_builtin_quickstart_and_overrides(tmp_path):

@@ -276,6 +276,14 @@ def check_recipe(recipe: Recipe, source: str) -> None:
     def bad(msg: str) -> InstructRecError:
         return InstructRecError(f"{source}: {msg}")
 
+    from instructrec.instructions.builder import mix_weights
+    from instructrec.instructions.templates import load_templates
+
+    for name, spec in recipe.instructions.items():  # a mix key that names no template fails the build, hours in
+        try:
+            mix_weights(load_templates(*spec.templates), spec.mix)
+        except InstructRecError as exc:
+            raise bad(f"instructions.{name}: {exc}") from None
     for name, params in recipe.retrievers.items():
         try:
             kind, settings = retriever_entry(name, params)
