@@ -31,9 +31,10 @@ METRICS = ("HR@1", "HR@3", "HR@5", "NDCG@3", "NDCG@5", "MRR")
 
 
 def keep(results_dir: Path, out: Path) -> pd.DataFrame:
-    """One row per (method, user) of every method result in `results_dir` (`<method>-<hash>.json`)."""
+    """One row per (method, user) of every method result in `results_dir` (`<method>-<hash>.json`;
+    the runner's `.stage.json` completion markers beside them are not results)."""
     frames = []
-    for path in sorted(results_dir.glob("*.json")):
+    for path in sorted(p for p in results_dir.glob("*.json") if not p.name.endswith(".stage.json")):
         res = load_result(path)
         frame = pd.DataFrame({"method": res.method, "task": res.task, "candidates": res.candidates,
                               "row": res.rows, "rank": res.ranks})

@@ -28,6 +28,7 @@ def _kept(tmp_path: Path, name: str, results: list[EvalResult]) -> Path:
     folder.mkdir()
     for res in results:
         save_result(folder / f"{res.method}-0.json", res)
+        (folder / f"{res.method}-0.json.stage.json").write_text("{}")  # the runner's completion marker
     per_user.keep(folder, tmp_path / f"{name}.parquet")
     return tmp_path / f"{name}.parquet"
 
