@@ -26,15 +26,17 @@ import pandas as pd
 
 from instructrec.eval.metrics import paired_difference
 from instructrec.experiments.runner import load_result
+from instructrec.experiments.stages import FILE_RECORD_SUFFIX
 
 METRICS = ("HR@1", "HR@3", "HR@5", "NDCG@3", "NDCG@5", "MRR")
 
 
 def keep(results_dir: Path, out: Path) -> pd.DataFrame:
-    """One row per (method, user) of every method result in `results_dir` (`<method>-<hash>.json`;
-    the runner's `.stage.json` completion markers beside them are not results)."""
+    """One row per (method, user) of every finished method result in `results_dir`: each
+    `<method>-<hash>.json` with its stage record beside it (a result without one was cut short)."""
     frames = []
-    for path in sorted(p for p in results_dir.glob("*.json") if not p.name.endswith(".stage.json")):
+    for record in sorted(results_dir.glob(f"*.json{FILE_RECORD_SUFFIX}")):
+        path = record.with_name(record.name.removesuffix(FILE_RECORD_SUFFIX))
         res = load_result(path)
         frame = pd.DataFrame({"method": res.method, "task": res.task, "candidates": res.candidates,
                               "row": res.rows, "rank": res.ranks})

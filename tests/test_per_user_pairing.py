@@ -46,6 +46,14 @@ def test_pairs_by_user_row_across_runs_and_checks_the_control(tmp_path):
     assert out["diff"]["MRR"]["mean"] == pytest.approx(mrr, abs=1e-4)
 
 
+def test_keeps_only_finished_results(tmp_path):
+    kept = _kept(tmp_path, "run", [_result("popularity", [1, 2], [1, 2])])
+    save_result(tmp_path / "run" / "llm-0.json", _result("llm", [1, 2], [1, 1]))  # no record: cut short
+    per_user.keep(tmp_path / "run", kept)
+    with pytest.raises(SystemExit, match="no method 'llm'"):
+        per_user.pair(f"{kept}:llm", f"{kept}:popularity")
+
+
 def test_refuses_other_users_or_candidates(tmp_path):
     first = _kept(tmp_path, "first", [_result("popularity", [1, 2], [1, 2]), _result("llm", [1, 2], [1, 1])])
     moved = _kept(tmp_path, "moved", [_result("popularity", [1, 2], [3, 2]), _result("llm", [1, 2], [2, 1])])

@@ -30,6 +30,8 @@ from instructrec.atomic import atomic_folder
 
 T = TypeVar("T")
 RECORD = "stage.json"
+FILE_RECORD_SUFFIX = ".stage.json"
+"""A file stage's record sits beside it: `<file>.stage.json`, written last (the file is complete)."""
 
 
 def settings_hash(settings: Any) -> str:
@@ -112,7 +114,7 @@ class Stage:
 
     @property
     def record(self) -> Path:
-        return self.path / RECORD if not self.file else self.path.with_name(self.path.name + ".stage.json")
+        return self.path / RECORD if not self.file else self.path.with_name(self.path.name + FILE_RECORD_SUFFIX)
 
     def done(self) -> bool:
         try:
