@@ -142,6 +142,9 @@ def test_incomplete_stage_is_not_reused(tmp_path):
     ({"instructions__main__targets": "first"}, "targets"),
     ({"instructions__main__mix": {"T3": 1, "P9,I0,T3": 0}}, "match no template"),
     ({"instructions__main__mix": {"T0": 0, "T1": 0, "T2": 0, "T3": 0}}, "at least one positive"),
+    ({"instructions__main__hard_negatives": {"retriever": "sasrec", "share": 0}}, "share"),
+    ({"instructions__main__hard_negatives": {"retriever": "sasrec", "pool": 0}}, "pool"),
+    ({"instructions__main__hard_negatives": {"retriever": "nope"}}, "unknown retriever"),
     ({"models__tuned__instructions": "other"}, "no instruction build"),
     ({"models__tuned__train__max_step": 3}, "unknown training setting"),
     ({"models__tuned__base": "tuned"}, "cycle"),
@@ -342,3 +345,33 @@ def test_a_stacker_of_the_recommenders_signals_is_served_as_evaluated(tmp_path):
 
         Recommender.load(out / "recommender")
     assert RecommenderSettings(fusion={"P1,I0,T3": [1.0, 0.0, 0.0]}).fusion["P1,I0,T3"][0] == 1.0
+
+
+def test_hard_negatives_build_depends_on_its_first_stage_and_draws_from_it(tmp_path):
+    """`hard_negatives` makes the build a dependent of its retriever's stage, enters the build's
+    hash only when set, and with share 1 every reranking negative is among the retriever's top `pool`
+    for the example's history (popularity: the same top items for everyone, less what the user has)."""
+    import numpy as np
+
+    from instructrec.experiments.runner import RecipeRun
+    from instructrec.instructions.builder import split_sequences
+    from instructrec.training.data import load_instruction_records
+
+    hard = {"retriever": "popularity", "share": 1.0, "pool": 12}
+    raw = _variant(instructions__main__hard_negatives=hard, instructions__main__mix={"T0": 0, "T1": 0, "T2": 0, "cot": 0})
+    run = RecipeRun(recipe_from_dict(raw), tmp_path / "run", lambda _: None, progress=False)
+    _, folder = run.instructions("main")
+    assert run.retrievers.stage("popularity").done()  # fitted, as a stage, for the build
+    assert "hard_negatives" not in recipe_from_dict(copy.deepcopy(MINI)).instructions["main"].hashed()
+    counts = np.asarray(run.retrievers("popularity").counts, dtype=np.float64)
+    seqs = split_sequences(run.dataset, "train")[0]
+    recs = load_instruction_records(folder)["train"]
+    assert recs
+    for rec in recs:
+        user, target = run.dataset.user_index(rec["user_id"]), run.dataset.item_index(rec["item_id"])
+        scores = counts.copy()
+        scores[seqs[user]] = -np.inf
+        scores[target] = -np.inf
+        cutoff = np.sort(scores)[-12]  # the pool's weakest score (ties at it may go either way)
+        negatives = [run.dataset.item_index(i) for j, i in enumerate(rec["candidate_items"]) if j != rec["target_index"]]
+        assert len(negatives) == 9 and all(scores[i] >= cutoff for i in negatives)

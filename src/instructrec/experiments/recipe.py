@@ -25,6 +25,20 @@ _STRICT = ConfigDict(extra="forbid")
 
 
 @dataclass
+class HardNegativesSpec:
+    """Hard training negatives (`instructions.negatives`): a share from a retriever's favourites."""
+
+    __pydantic_config__ = _STRICT
+    retriever: str
+    """A retriever (in `retrievers:` or by registry name) whose top items for each example's history
+    give the hard negatives."""
+    share: Annotated[float, Field(gt=0.0, le=1.0)] = 0.5
+    """Fraction of each example's negatives from the retriever's favourites (the rest uniform)."""
+    pool: Annotated[int, Field(ge=1)] = 20
+    """How many of its best items (history and target excluded) they are drawn from."""
+
+
+@dataclass
 class InstructionsSpec:
     """One instruction build (train and valid splits) with the 39-template library."""
 
@@ -55,6 +69,9 @@ class InstructionsSpec:
     candidate_order: str | None = None
     """A retriever whose order lists each reranking instruction's candidates, its favourite first
     (instead of shuffled); evaluate such a model with `+NAME@order`."""
+    hard_negatives: HardNegativesSpec | None = None
+    """Draw a share of every example's negatives from a retriever's top items for its history
+    (`{retriever: sasrec, share: 0.5, pool: 20}`); None: all negatives uniform random (the paper's)."""
     targets: Literal["all", "last"] = "all"
     """Training targets: `all` items of the training sequences after the first, or only the `last`
     one of each evaluated user. With a `holdout: 1` retriever as `candidate_notes`/`candidate_order`,
@@ -67,7 +84,7 @@ class InstructionsSpec:
         out = asdict(self)
         for name, default in (("candidate_labels", "numbers"), ("history_items", 20), ("candidate_notes", None),
                               ("candidate_order", None), ("history_chars", 1200), ("title_chars", 160),
-                              ("targets", "all")):
+                              ("targets", "all"), ("hard_negatives", None)):
             if out[name] == default:
                 del out[name]
         return out
@@ -282,6 +299,9 @@ def check_recipe(recipe: Recipe, source: str) -> None:
     for name, spec in recipe.instructions.items():  # a mix key that names no template fails the build, hours in
         try:
             mix_weights(load_templates(*spec.templates), spec.mix)
+            hard = spec.hard_negatives
+            if hard is not None and hard.retriever not in recipe.retrievers:
+                create_retriever(hard.retriever)  # an unknown name fails here, not after the first stages' fits
         except InstructRecError as exc:
             raise bad(f"instructions.{name}: {exc}") from None
     for name, params in recipe.retrievers.items():

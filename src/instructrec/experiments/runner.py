@@ -183,7 +183,9 @@ class RecipeRun:
         settings = {**spec.hashed(), "seed": self.recipe.seed,
                     "template_files": {str(p): file_hash(p) for p in spec.templates}}
         deps: list[Stage | str] = [self.data]
-        for first_stage in dict.fromkeys(n for n in (spec.candidate_notes, spec.candidate_order) if n):
+        hard = spec.hard_negatives
+        for first_stage in dict.fromkeys(n for n in (spec.candidate_notes, spec.candidate_order,
+                                                     hard.retriever if hard else None) if n):
             deps.append(self.retrievers.stage(first_stage))
         stage = self.stages.stage("instructions", name, settings, deps)
 
@@ -195,12 +197,20 @@ class RecipeRun:
                 return CandidateNotes(self.retrievers(name), f"{name}-{self.retrievers.stage(name).hash}") if name else None
 
             notes, order = ranker(spec.candidate_notes), ranker(spec.candidate_order)
+            negatives = None
+            if hard is not None:
+                from instructrec.instructions.negatives import HardNegatives
+
+                negatives = HardNegatives(self.retrievers(hard.retriever),
+                                          f"{hard.retriever}-{self.retrievers.stage(hard.retriever).hash}",
+                                          hard.share, hard.pool)
             for split, n in (("train", spec.train_examples), ("valid", spec.valid_examples)):
                 render = RenderSettings(history_items=spec.history_items, history_chars=spec.history_chars,
                                         title_chars=spec.title_chars, candidate_labels=spec.candidate_labels)
                 build_instructions(self.dataset, library, self.teacher, spec.mix, split, self.recipe.seed,
                                    path / split, BuildSettings(max_examples=n, render=render, notes=notes,
-                                                               order=order, targets=spec.targets))
+                                                               order=order, negatives=negatives,
+                                                               targets=spec.targets))
             return path
 
         self._instructions[name] = (stage, self.stages.run(stage, compute, lambda p: p))

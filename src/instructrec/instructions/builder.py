@@ -6,7 +6,8 @@ Which examples exist (the plan) follows the leave-one-out protocol with no leaka
   validation target; users with < 3 interactions contribute their whole sequence);
 - valid: one example per evaluated user, target = second-to-last item;
 - test: one example per evaluated user, target = last item, history includes the validation item.
-Negatives are drawn from items outside the user's sequence of that split. Intentions come only
+Negatives are drawn from items outside the user's sequence of that split (uniformly, or a share
+from a first stage's favourites: `BuildSettings.negatives`). Intentions come only
 from the target item's own data; preferences only from the history before the target.
 
 Output: `shard-NNNNN.jsonl` files (one `Example.to_record()` per line, plus `id`) that
@@ -41,6 +42,7 @@ from instructrec.atomic import atomic_write, remove_stale
 from instructrec.data.dataset import Dataset
 from instructrec.data.split import leave_one_out
 from instructrec.errors import InstructRecError
+from instructrec.instructions.negatives import HardNegatives
 from instructrec.instructions.notes import CandidateNotes
 from instructrec.instructions.render import Renderer, RenderSettings, candidate_label, sample_negatives
 from instructrec.instructions.schema import AnswerForm, Example, Instruction, Intention, TaskForm
@@ -71,6 +73,9 @@ class BuildSettings:
     order: CandidateNotes | None = None
     """List reranking candidates in a first stage's order, its favourite first (`instructions.notes`,
     `order` style); None: shuffled."""
+    negatives: HardNegatives | None = None
+    """Draw a share of every example's negatives from a first stage's favourites for its history
+    (`instructions.negatives`); None: all uniform random."""
     targets: Literal["all", "last"] = "all"
     """Split `train` only: `all` items of the training sequences after the first are targets, or
     only the `last` one of each evaluated user (the item a `holdout` first stage has not seen)."""
@@ -161,6 +166,8 @@ def fingerprint(dataset: Dataset, templates: TemplateLibrary, teacher: Teacher, 
         parts["notes"] = settings.notes.key
     if settings.order is not None:
         parts["order"] = settings.order.key
+    if settings.negatives is not None:
+        parts["negatives"] = settings.negatives.fingerprint
     if settings.targets != "all" and split == "train":
         parts["targets"] = settings.targets
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -200,13 +207,13 @@ class _ShardBuilder:
             target = int(seq[pos])
             reqs = self.requests_for(template, user, target, history)
             wanted.update(dict.fromkeys(reqs.values()))
-            jobs.append((j, user, target, history, template, reqs))
+            jobs.append((j, user, target, history, seq[:pos], template, reqs))
         asked = list(wanted)
         answers: dict[TeacherRequest, TeacherAnswer] = dict(zip(asked, self.teacher.answer(asked), strict=True))
         records = []
-        for j, user, target, history, template, reqs in jobs:
+        for j, user, target, history, before, template, reqs in jobs:
             texts = {name: answers[r] for name, r in reqs.items()}
-            record = self.example(template, user, target, history, texts, rng).to_record()
+            record = self.example(template, user, target, history, texts, rng, before).to_record()
             if self.listwise(template):
                 record["candidate_labels"] = "letters"  # training reads the answer as a choice
             if self.budget is not None:
@@ -233,8 +240,19 @@ class _ShardBuilder:
         return (self.settings.render.candidate_labels == "letters" and template.aspects.task is TaskForm.RERANKING
                 and template.answer_form is AnswerForm.TITLE)
 
+    def negatives(self, k: int, user: int, history: np.ndarray, exclude: set[int], rng: random.Random) -> list[int]:
+        """`k` negatives for one example: uniform, or partly a first stage's favourites for the
+        whole `history` before the target (`settings.negatives`; as `hard:` test candidates are)."""
+        hard = self.settings.negatives
+        if hard is None:
+            return sample_negatives(len(self.titles), k, exclude, rng)
+        return hard.draw(len(self.titles), k, history, user, exclude, rng)
+
     def example(self, template: Template, user: int, target: int, history: np.ndarray,
-                texts: dict[str, TeacherAnswer], rng: random.Random) -> Example:
+                texts: dict[str, TeacherAnswer], rng: random.Random, before: np.ndarray | None = None) -> Example:
+        """One example; `before` is the whole sequence before the target (default `history`, the
+        shown part), which a first stage drawing hard negatives reads."""
+        before = history if before is None else before
         titles = self.titles
         exclude = set(self.seqs[user].tolist())
         exclude.add(target)
@@ -245,20 +263,20 @@ class _ShardBuilder:
         target_index, item_text, pair = -1, None, None
         yes = True
         if task is TaskForm.RERANKING:
-            candidates = [target, *sample_negatives(len(titles), self.settings.render.n_candidates - 1, exclude, rng)]
+            candidates = [target, *self.negatives(self.settings.render.n_candidates - 1, user, before, exclude, rng)]
             rng.shuffle(candidates)
             if self.settings.order is not None:
                 order = self.settings.order.orders([history], np.asarray([candidates]), np.asarray([user]))[0]
                 candidates = [candidates[int(j)] for j in order]
             target_index = candidates.index(target)
         elif task is TaskForm.PAIRWISE:
-            candidates = [target, sample_negatives(len(titles), 1, exclude, rng)[0]]
+            candidates = [target, self.negatives(1, user, before, exclude, rng)[0]]
             rng.shuffle(candidates)
             target_index = candidates.index(target)
             pair = (titles[candidates[0]], titles[candidates[1]])
         elif task is TaskForm.POINTWISE:
             yes = rng.random() < 0.5
-            shown = target if yes else sample_negatives(len(titles), 1, exclude, rng)[0]
+            shown = target if yes else self.negatives(1, user, before, exclude, rng)[0]
             candidates, target_index = [shown], (0 if yes else -1)
             item_text = titles[shown]
         elif form is AnswerForm.QUERY and "item" in template.slots:
