@@ -59,7 +59,7 @@ def test_hard_negatives_come_from_the_first_stage_favourites_of_the_whole_histor
     for rec in recs:
         seq, pos, target, negatives = _indices(toy_dataset, rec)
         exclude = set(seq.tolist()) | {target}
-        pool = set(hard.favourites(seq[:pos], toy_dataset.user_index(rec["user_id"]), exclude).tolist())
+        pool = set(hard.favourites([seq[:pos]], [toy_dataset.user_index(rec["user_id"])], [exclude])[0].tolist())
         assert len(pool) == 6 and not pool & exclude
         assert len(set(negatives)) == 4 and set(negatives) <= pool  # every negative a favourite, none seen
         assert rec["candidates"][rec["target_index"]] == str(toy_dataset.titles[target])
@@ -72,10 +72,11 @@ def test_a_share_mixes_favourites_with_uniform_negatives(toy_dataset, popularity
     rng = random.Random(0)
     seq = toy_dataset.sequences[0]
     exclude = set(seq.tolist())
-    pool = set(hard.favourites(seq[:-1], 0, exclude).tolist())
+    favourites = hard.favourites([seq[:-1]], [0], [exclude])[0]
+    pool = set(favourites.tolist())
     uniform_hits = 0
     for _ in range(50):
-        drawn = hard.draw(toy_dataset.n_items, 8, seq[:-1], 0, exclude, rng)
+        drawn = hard.draw(toy_dataset.n_items, 8, favourites, exclude, rng)
         assert len(set(drawn)) == 8 and not set(drawn) & exclude
         assert set(drawn[:4]) <= pool  # round(0.5 * 8) from the pool ...
         uniform_hits += len(set(drawn[4:]) & pool)  # ... the rest uniform over the catalogue
@@ -85,6 +86,26 @@ def test_a_share_mixes_favourites_with_uniform_negatives(toy_dataset, popularity
     plain = _build(toy_dataset, tmp_path / "plain", None)
     assert [(r["user_id"], r["item_id"]) for r in recs] == [(r["user_id"], r["item_id"]) for r in plain]  # same plan
     assert [r["candidate_items"] for r in recs] != [r["candidate_items"] for r in plain]  # other negatives
+
+
+def test_favourites_scored_in_batches_equal_one_at_a_time(toy_dataset):
+    """Histories of unequal length in one batch (a sequential model pads them) give each example
+    the pool it gets alone."""
+    from instructrec.candidates.base import create_retriever
+    from instructrec.data.split import leave_one_out
+    from instructrec.instructions.builder import split_sequences
+    from instructrec.instructions.negatives import HardNegatives
+
+    sasrec = create_retriever("sasrec", epochs=2, hidden=16, max_len=10).fit(toy_dataset, leave_one_out(toy_dataset))
+    hard = HardNegatives(sasrec, "sasrec-test", pool=5)
+    seqs = [s for s in split_sequences(toy_dataset, "train")[0][:30] if len(s) >= 2]
+    befores, users = [s[:-1] for s in seqs], list(range(len(seqs)))
+    excludes = [set(s.tolist()) for s in seqs]
+    batched = hard.favourites(befores, users, excludes, batch_size=4)
+    single = [hard.favourites([b], [u], [e])[0] for b, u, e in zip(befores, users, excludes, strict=True)]
+    assert len(batched) == len(seqs)
+    for a, b in zip(batched, single, strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_bad_settings_are_refused(popularity):

@@ -207,13 +207,14 @@ class _ShardBuilder:
             target = int(seq[pos])
             reqs = self.requests_for(template, user, target, history)
             wanted.update(dict.fromkeys(reqs.values()))
-            jobs.append((j, user, target, history, seq[:pos], template, reqs))
+            jobs.append((j, user, target, history, template, reqs))
         asked = list(wanted)
         answers: dict[TeacherRequest, TeacherAnswer] = dict(zip(asked, self.teacher.answer(asked), strict=True))
+        pools = self.hard_pools(plan, lo, hi)
         records = []
-        for j, user, target, history, before, template, reqs in jobs:
+        for (j, user, target, history, template, reqs), pool in zip(jobs, pools, strict=True):
             texts = {name: answers[r] for name, r in reqs.items()}
-            record = self.example(template, user, target, history, texts, rng, before).to_record()
+            record = self.example(template, user, target, history, texts, rng, pool).to_record()
             if self.listwise(template):
                 record["candidate_labels"] = "letters"  # training reads the answer as a choice
             if self.budget is not None:
@@ -240,19 +241,34 @@ class _ShardBuilder:
         return (self.settings.render.candidate_labels == "letters" and template.aspects.task is TaskForm.RERANKING
                 and template.answer_form is AnswerForm.TITLE)
 
-    def negatives(self, k: int, user: int, history: np.ndarray, exclude: set[int], rng: random.Random) -> list[int]:
-        """`k` negatives for one example: uniform, or partly a first stage's favourites for the
-        whole `history` before the target (`settings.negatives`; as `hard:` test candidates are)."""
+    def hard_pools(self, plan: Plan, lo: int, hi: int) -> list[np.ndarray | None]:
+        """Per example of the shard, the first stage's favourites its hard negatives come from
+        (`settings.negatives`), for the whole sequence before the target, as `hard:` test
+        candidates are; None everywhere without hard negatives."""
         hard = self.settings.negatives
+        pools: list[np.ndarray | None] = [None] * (hi - lo)
         if hard is None:
+            return pools
+        drawn = (TaskForm.RERANKING, TaskForm.PAIRWISE, TaskForm.POINTWISE)  # the tasks with negatives
+        rows = [j for j in range(lo, hi) if self.templates.templates[int(plan.templates[j])].aspects.task in drawn]
+        users = plan.users[rows].astype(np.int64)
+        seqs = [self.seqs[int(u)] for u in users]
+        befores = [seq[:int(p)] for seq, p in zip(seqs, plan.positions[rows], strict=True)]
+        excludes = [set(seq.tolist()) | {int(seq[int(p)])} for seq, p in zip(seqs, plan.positions[rows], strict=True)]
+        for j, pool in zip(rows, hard.favourites(befores, users, excludes), strict=True):
+            pools[j - lo] = pool
+        return pools
+
+    def negatives(self, k: int, pool: np.ndarray | None, exclude: set[int], rng: random.Random) -> list[int]:
+        """`k` negatives for one example: uniform, or partly from its hard `pool` (`hard_pools`)."""
+        hard = self.settings.negatives
+        if pool is None or hard is None:
             return sample_negatives(len(self.titles), k, exclude, rng)
-        return hard.draw(len(self.titles), k, history, user, exclude, rng)
+        return hard.draw(len(self.titles), k, pool, exclude, rng)
 
     def example(self, template: Template, user: int, target: int, history: np.ndarray,
-                texts: dict[str, TeacherAnswer], rng: random.Random, before: np.ndarray | None = None) -> Example:
-        """One example; `before` is the whole sequence before the target (default `history`, the
-        shown part), which a first stage drawing hard negatives reads."""
-        before = history if before is None else before
+                texts: dict[str, TeacherAnswer], rng: random.Random, pool: np.ndarray | None = None) -> Example:
+        """One example; `pool`: the first stage's favourites its hard negatives come from (None: uniform)."""
         titles = self.titles
         exclude = set(self.seqs[user].tolist())
         exclude.add(target)
@@ -263,20 +279,20 @@ class _ShardBuilder:
         target_index, item_text, pair = -1, None, None
         yes = True
         if task is TaskForm.RERANKING:
-            candidates = [target, *self.negatives(self.settings.render.n_candidates - 1, user, before, exclude, rng)]
+            candidates = [target, *self.negatives(self.settings.render.n_candidates - 1, pool, exclude, rng)]
             rng.shuffle(candidates)
             if self.settings.order is not None:
                 order = self.settings.order.orders([history], np.asarray([candidates]), np.asarray([user]))[0]
                 candidates = [candidates[int(j)] for j in order]
             target_index = candidates.index(target)
         elif task is TaskForm.PAIRWISE:
-            candidates = [target, self.negatives(1, user, before, exclude, rng)[0]]
+            candidates = [target, self.negatives(1, pool, exclude, rng)[0]]
             rng.shuffle(candidates)
             target_index = candidates.index(target)
             pair = (titles[candidates[0]], titles[candidates[1]])
         elif task is TaskForm.POINTWISE:
             yes = rng.random() < 0.5
-            shown = target if yes else self.negatives(1, user, before, exclude, rng)[0]
+            shown = target if yes else self.negatives(1, pool, exclude, rng)[0]
             candidates, target_index = [shown], (0 if yes else -1)
             item_text = titles[shown]
         elif form is AnswerForm.QUERY and "item" in template.slots:

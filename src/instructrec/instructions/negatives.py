@@ -52,22 +52,27 @@ class HardNegatives:
     def fingerprint(self) -> str:
         return f"{self.key}:share={self.share}:pool={self.pool}"
 
-    def favourites(self, history: np.ndarray, user: int, exclude: set[int]) -> np.ndarray:
-        """The retriever's top `pool` items for `history`, best first, none of them in `exclude`."""
-        scores = np.asarray(self.retriever.score([np.asarray(history, dtype=np.int64)], None,
-                                                 users=np.asarray([user], dtype=np.int64))[0], dtype=np.float64)
-        scores = np.where(np.isfinite(scores), scores, -np.inf)
-        scores[np.fromiter(exclude, dtype=np.int64, count=len(exclude))] = -np.inf
-        return top_k(scores, self.pool).items
+    def favourites(self, histories: list[np.ndarray], users: np.ndarray, excludes: list[set[int]],
+                   batch_size: int = 256) -> list[np.ndarray]:
+        """Per example the retriever's top `pool` items for its history, best first, none of them in
+        its `excludes` set. Scored in batches: one call per example would cost a 252K-example build
+        (`games-full-gpu.yaml`) an hour of first-stage forwards."""
+        out: list[np.ndarray] = []
+        users = np.asarray(users, dtype=np.int64)
+        for start in range(0, len(histories), batch_size):
+            chunk = [np.asarray(h, dtype=np.int64) for h in histories[start:start + batch_size]]
+            scores = np.asarray(self.retriever.score(chunk, None, users=users[start:start + len(chunk)]),
+                                dtype=np.float64)
+            for row, exclude in zip(scores, excludes[start:start + len(chunk)], strict=True):
+                row = np.where(np.isfinite(row), row, -np.inf)
+                row[np.fromiter(exclude, dtype=np.int64, count=len(exclude))] = -np.inf
+                out.append(top_k(row, self.pool).items)
+        return out
 
-    def draw(self, n_items: int, k: int, history: np.ndarray, user: int, exclude: set[int],
-             rng: random.Random) -> list[int]:
-        """`k` distinct negatives outside `exclude`: the hard share at random from the pool (fewer
-        when the pool is smaller), the rest uniform over the catalogue."""
-        n_hard = round(self.share * k)
-        hard: list[int] = []
-        if n_hard:
-            pool = [int(i) for i in self.favourites(history, user, exclude)]
-            hard = rng.sample(pool, min(n_hard, len(pool)))
+    def draw(self, n_items: int, k: int, pool: np.ndarray, exclude: set[int], rng: random.Random) -> list[int]:
+        """`k` distinct negatives outside `exclude`: the hard share at random from `pool` (one row of
+        `favourites`; fewer when it is smaller), the rest uniform over the catalogue."""
+        n_hard = min(round(self.share * k), len(pool))
+        hard = rng.sample([int(i) for i in pool], n_hard) if n_hard else []
         rest = sample_negatives(n_items, k - len(hard), exclude | set(hard), rng)
         return hard + rest
