@@ -146,6 +146,9 @@ def test_incomplete_stage_is_not_reused(tmp_path):
     ({"instructions__main__hard_negatives": {"retriever": "sasrec", "pool": 0}}, "pool"),
     ({"instructions__main__hard_negatives": {"retriever": "nope"}}, "unknown retriever"),
     ({"models__tuned__instructions": "other"}, "no instruction build"),
+    ({"models__tuned__item_tokens": "sasrec"}, "item tokens need both"),
+    ({"instructions__main__item_tokens": True}, "item tokens need both"),
+    ({"models__tuned__item_tokens": "nope", "instructions__main__item_tokens": True}, "unknown retriever"),
     ({"models__tuned__train__max_step": 3}, "unknown training setting"),
     ({"models__tuned__base": "tuned"}, "cycle"),
     ({"recommender": {"fusion_from": "nothing"}}, "fusion_from"),
@@ -375,3 +378,31 @@ def test_hard_negatives_build_depends_on_its_first_stage_and_draws_from_it(tmp_p
         cutoff = np.sort(scores)[-12]  # the pool's weakest score (ties at it may go either way)
         negatives = [run.dataset.item_index(i) for j, i in enumerate(rec["candidate_items"]) if j != rec["target_index"]]
         assert len(negatives) == 9 and all(scores[i] >= cutoff for i in negatives)
+
+
+def test_an_item_token_model_depends_on_its_retriever_and_is_evaluated_with_markers(tmp_path):
+    """`item_tokens: sasrec` on a model (and `item_tokens: true` on its build): the model stage
+    depends on SASRec's, carries SASRec's item embeddings as its soft tokens' table, and evaluates."""
+    from safetensors.torch import load_file
+
+    from instructrec.experiments.runner import RecipeRun
+    from instructrec.model.item_markers import MARKER_RE
+    from instructrec.training.data import load_instruction_records
+
+    raw = _variant(instructions__main__item_tokens=True, models__tuned__item_tokens="sasrec",
+                   instructions__main__mix={"T0": 0, "T1": 0, "T2": 0, "cot": 0})
+    raw["experiments"][0]["methods"] = ["popularity", {"method": "llm:tuned", "name": "tuned"}]
+    run = RecipeRun(recipe_from_dict(raw), tmp_path / "run", lambda _: None, progress=False)
+    stage, folder = run.model("tuned")
+    assert stage.settings["settings"]["item_tokens"] == run.retrievers.key("sasrec")
+    assert run.retrievers.stage("sasrec").hash in stage.settings["deps"]
+    recs = load_instruction_records(run.instructions("main")[1])["train"]
+    assert recs and all(MARKER_RE.search(r["instruction"]) for r in recs)
+    table = load_file(str(folder / "item_tokens.safetensors"))["table"]
+    vectors = torch.as_tensor(run.retrievers("sasrec").item_vectors())
+    assert table.shape == vectors.shape == (run.dataset.n_items, 16)
+    assert torch.allclose(table, (vectors - vectors.mean(0)) / vectors.std(), atol=1e-5)
+    summary = run_recipe(recipe_from_dict(raw), tmp_path / "run", progress=False)
+    assert _status(summary)[("models", "tuned")] == "reused"
+    tuned = next(r for r in summary["results"] if r["method"] == "tuned")
+    assert tuned["users"] == 8 and 0.0 <= tuned["HR@1"] <= 1.0

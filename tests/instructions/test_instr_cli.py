@@ -41,3 +41,28 @@ def test_user_errors_are_one_line_and_exit_2(tmp_path):
     assert "template 'x'" in proc.stderr and "{hstory}" in proc.stderr and "Traceback" not in proc.stderr
     proc = subprocess.run(cmd[:-2] + ["--mix", "nonsense"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "KEY=WEIGHT" in proc.stderr
+
+
+def test_item_token_build_and_a_retriever_without_item_embeddings(tmp_path, movielens):
+    """`build --item-tokens` writes each history and candidate title's marker; `train --item-tokens`
+    refuses a retriever with no item embeddings, in one line."""
+    import re
+
+    from instructrec.candidates.base import create_retriever
+    from instructrec.data.split import leave_one_out
+
+    out = tmp_path / "items"
+    args = ["instructions", "build", "--data", "movielens", "--out", str(out), "--max-examples", "20",
+            "--mix", "T0=0", "--mix", "T1=0", "--mix", "T2=0", "--mix", "cot=0", "--item-tokens"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    recs = [json.loads(line) for line in (out / "shard-00000.jsonl").read_text().splitlines()]
+    for rec in recs:
+        marked = {int(i) for i in re.findall(r"<\|item:(\d+)\|>", rec["instruction"])}
+        assert {movielens.item_index(i) for i in rec["candidate_items"]} <= marked
+        assert rec["render"]["item_tokens"] is True
+    pop = create_retriever("popularity").fit(movielens, leave_one_out(movielens))
+    pop.save(tmp_path / "pop")
+    bad = runner.invoke(app, ["train", "--instructions", str(out), "--out", str(tmp_path / "m"),
+                              "--item-tokens", str(tmp_path / "pop")])
+    assert bad.exit_code != 0 and "no item embeddings" in str(bad.exception)

@@ -154,6 +154,28 @@ def top_k(scores: np.ndarray, k: int) -> ItemList:
     return ItemList(order, scores[order])
 
 
+def catalogue_top(retriever: Any, histories: Sequence[np.ndarray], users: np.ndarray, n: int,
+                  excludes: Sequence[Any], batch_size: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Per history, the fitted `retriever`'s `n` best items over the whole catalogue, best first,
+    and their scores (-inf where fewer than `n` items were left): none of them in that row's
+    `excludes` (item indices: the history, a target). Scored `batch_size` histories per call. ONE
+    place for the first stage's top-n: hard and two-stage candidate sets, hard training negatives."""
+    top = np.empty((len(histories), n), dtype=np.int64)
+    best = np.empty((len(histories), n), dtype=np.float64)
+    users = np.asarray(users, dtype=np.int64)
+    for start in range(0, len(histories), batch_size):
+        hists = [np.asarray(h, dtype=np.int64) for h in histories[start : start + batch_size]]
+        scores = np.array(retriever.score(hists, None, users=users[start : start + len(hists)]), dtype=np.float64)
+        scores[np.isnan(scores)] = -np.inf
+        for i, exclude in enumerate(excludes[start : start + len(hists)]):
+            scores[i, np.fromiter(exclude, dtype=np.int64)] = -np.inf
+        part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+        order = np.argsort(-np.take_along_axis(scores, part, 1), axis=1, kind="stable")
+        top[start : start + len(hists)] = np.take_along_axis(part, order, 1)
+        best[start : start + len(hists)] = np.take_along_axis(scores, top[start : start + len(hists)], 1)
+    return top, best
+
+
 def make_settings(cls: type[Retriever], values: dict[str, Any]) -> Any:
     """Settings for `cls` from a dict, with a clear error for an unknown field."""
     known = {f.name for f in fields(cls.Settings)}

@@ -117,6 +117,13 @@ class SequentialRetriever(Retriever):
     def _item_bias(self) -> torch.Tensor | None:
         return None
 
+    def item_vectors(self) -> np.ndarray:
+        """(n_items, H) float32 item embeddings in item index order: the collaborative soft tokens'
+        table (`model.item_tokens`)."""
+        self._check_fitted()
+        with torch.no_grad():
+            return self._item_matrix().detach().float().cpu().numpy().copy()
+
     # -- training ----------------------------------------------------------------------------
     def _fit(self, dataset: Dataset, split: LeaveOneOutSplit) -> None:
         with torch_threads(self.settings.threads):

@@ -74,6 +74,9 @@ def build_cmd(
     overwrite: Annotated[bool, typer.Option(help="Replace a different build already in --out.")] = False,
     shard_size: Annotated[int, typer.Option(
         help="Examples per shard file: the unit of resumption and of sharing work between processes.")] = 20_000,
+    item_tokens: Annotated[bool, typer.Option(
+        help="Follow each history and candidate title by its item's soft-token marker (train the model with "
+             "`instructrec train --item-tokens RETRIEVER`).")] = False,
 ) -> None:
     """Build instruction data (resumable: rerun the same command after an interruption)."""
     from instructrec.instructions.builder import BuildSettings, build_instructions
@@ -110,7 +113,8 @@ def build_cmd(
     if shard_size < 1:
         raise InstructRecError("--shard-size must be at least 1.")
     settings = BuildSettings(max_examples=max_examples, examples_per_target=per_target, shard_size=shard_size,
-                             render=RenderSettings(history_items=history, n_candidates=candidates))
+                             render=RenderSettings(history_items=history, n_candidates=candidates,
+                                                   item_tokens=item_tokens))
     with Progress(TextColumn("[bold]building[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), console=console, disable=not distributed.is_main()) as bar:
         task = bar.add_task(f"{split} -> {out} (shards)", total=None)

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from instructrec.cli.common import console, stats_table
-from instructrec.errors import DataError
+from instructrec.errors import DataError, InstructRecError
 from instructrec.model.backend import META_FILE, ModelKind
 from instructrec.model.options import DEFAULT_NORMALIZE, Normalize
 from instructrec.model.prompt import PromptSettings
@@ -77,6 +77,11 @@ def train_cmd(
     logging_steps: Annotated[int, _option(T, "logging_steps")] = default(T, "logging_steps"),
     seed: Annotated[int, _option(T, "seed")] = default(T, "seed"),
     resume: Annotated[bool, _option(T, "resume", "--resume/--no-resume")] = default(T, "resume"),
+    item_tokens: Annotated[Path | None, typer.Option(
+        help="A saved sequential retriever (sasrec, gru4rec; e.g. runs/models/DATA/sasrec from `instructrec retrieve fit`) whose item embeddings "
+             "become collaborative soft tokens (one per item marker of instructions built with --item-tokens); "
+             "LoRA, causal models.")] = None,
+    item_token_hidden: Annotated[int, _option(T, "item_token_hidden")] = default(T, "item_token_hidden"),
     max_prompt_tokens: Annotated[int, _option(P, "max_prompt_tokens")] = default(P, "max_prompt_tokens"),
     max_answer_tokens: Annotated[int, _option(P, "max_answer_tokens")] = default(P, "max_answer_tokens"),
     keep_head_tokens: Annotated[int, _option(P, "keep_head_tokens")] = default(P, "keep_head_tokens"),
@@ -102,9 +107,19 @@ def train_cmd(
         precision=precision, gpu_pad_multiple=gpu_pad_multiple,  # type: ignore[arg-type]
         group_by_length=group_by_length, gradient_checkpointing=gradient_checkpointing,
         save_total_limit=save_total_limit, logging_steps=logging_steps, seed=seed, resume=resume, prompt=prompt,
+        item_token_hidden=item_token_hidden,
     )
+    table = None
+    if item_tokens is not None:
+        from instructrec.candidates.base import load_retriever
+
+        retriever = load_retriever(item_tokens)
+        if not hasattr(retriever, "item_vectors"):
+            raise InstructRecError(f"{item_tokens} holds a {type(retriever).__name__}, which has no item embeddings; "
+                                   "give a saved sasrec or gru4rec.")
+        table = retriever.item_vectors()
     start = time.perf_counter()
-    result = train(model, instructions, settings, kind=kind, valid=valid)
+    result = train(model, instructions, settings, kind=kind, valid=valid, item_table=table)
     summary: dict[str, object] = {"output": result.out_dir, "steps": result.global_step,
                                   "best checkpoint": result.best_checkpoint or "-"}
     summary.update({k: v for k, v in result.metrics.items() if k.startswith(("eval_", "train_loss"))})

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from instructrec.atomic import atomic_file
+from instructrec.candidates.base import catalogue_top
 from instructrec.data.dataset import Dataset
 from instructrec.data.split import LeaveOneOutSplit, Split
 from instructrec.errors import DataError, InstructRecError
@@ -214,17 +215,9 @@ def _retrieved(dataset: Dataset, split: LeaveOneOutSplit, rows: np.ndarray, n: i
                stage: Split, exclude_target: bool, batch_size: int = 1024) -> np.ndarray:
     """Per row, the retriever's `n` best items over the catalogue, best first, without the user's
     history (and without the stage's target when `exclude_target`)."""
-    top = np.empty((len(rows), n), dtype=np.int64)
-    for start in range(0, len(rows), batch_size):
-        chunk = rows[start : start + batch_size]
-        hists = [split.history(r, stage) for r in chunk]
-        scores = np.array(retriever.score(hists, None, users=split.users[chunk]), dtype=np.float64)
-        for i, r in enumerate(chunk):
-            scores[i, _seen(dataset, split, r, stage) if exclude_target else hists[i]] = -np.inf
-        part = np.argpartition(-scores, n - 1, axis=1)[:, :n]
-        order = np.argsort(-np.take_along_axis(scores, part, 1), axis=1, kind="stable")
-        top[start : start + len(chunk)] = np.take_along_axis(part, order, 1)
-    return top
+    hists = [split.history(r, stage) for r in rows]
+    excludes = [_seen(dataset, split, r, stage) if exclude_target else h for r, h in zip(rows, hists, strict=True)]
+    return catalogue_top(retriever, hists, split.users[rows], n, excludes, batch_size)[0]
 
 
 def rerank_candidates(dataset: Dataset, split: LeaveOneOutSplit, rows: np.ndarray, n: int, retriever: Any,

@@ -72,6 +72,9 @@ class InstructionsSpec:
     hard_negatives: HardNegativesSpec | None = None
     """Draw a share of every example's negatives from a retriever's top items for its history
     (`{retriever: sasrec, share: 0.5, pool: 20}`); None: all negatives uniform random (the paper's)."""
+    item_tokens: bool = False
+    """Follow each history and candidate title by its item's soft-token marker (collaborative soft
+    tokens, `model.item_tokens`); the model trained on it needs `item_tokens: RETRIEVER`."""
     targets: Literal["all", "last"] = "all"
     """Training targets: `all` items of the training sequences after the first, or only the `last`
     one of each evaluated user. With a `holdout: 1` retriever as `candidate_notes`/`candidate_order`,
@@ -84,7 +87,7 @@ class InstructionsSpec:
         out = asdict(self)
         for name, default in (("candidate_labels", "numbers"), ("history_items", 20), ("candidate_notes", None),
                               ("candidate_order", None), ("history_chars", 1200), ("title_chars", 160),
-                              ("targets", "all"), ("hard_negatives", None)):
+                              ("targets", "all"), ("hard_negatives", None), ("item_tokens", False)):
             if out[name] == default:
                 del out[name]
         return out
@@ -104,6 +107,10 @@ class ModelSpec:
     """Name of the instruction build (in `instructions:`) to train on."""
     train: dict[str, Any] = field(default_factory=dict)
     """`training.TrainSettings` fields (e.g. lora, max_steps, batch_size, lora_r); `out_dir` is the stage's."""
+    item_tokens: str | None = None
+    """A sequential retriever (in `retrievers:` or by registry name: sasrec, gru4rec) whose item
+    embeddings become the soft tokens of the items in its instructions (`model.item_tokens`;
+    the build needs `item_tokens: true`); the projector trains with the adapter."""
 
 
 @dataclass
@@ -316,6 +323,14 @@ def check_recipe(recipe: Recipe, source: str) -> None:
             raise bad(f"models.{name}.instructions: no instruction build {model.instructions!r} "
                       f"(builds: {sorted(recipe.instructions)}).")
         train_settings(model, "check")  # raises on an unknown or invalid training setting
+        if bool(model.item_tokens) != recipe.instructions[model.instructions].item_tokens:
+            raise bad(f"models.{name}: item tokens need both `item_tokens: RETRIEVER` on the model and "
+                      f"`item_tokens: true` on its build {model.instructions!r}; set both or neither.")
+        if model.item_tokens and model.item_tokens not in recipe.retrievers:
+            try:
+                create_retriever(model.item_tokens)
+            except InstructRecError as exc:
+                raise bad(f"models.{name}.item_tokens: {exc}") from None
         chain, base = [name], model.base
         while base in recipe.models:  # continued training: the bases must end outside the recipe's models
             if base in chain:

@@ -60,7 +60,7 @@ from instructrec.recommender.reranker import FusionWeight
 log = logging.getLogger(__name__)
 
 SUMMARY = "summary.json"
-LATER_TRAIN_SETTINGS = ("objective", "softmax_temperature", "softmax_negatives")
+LATER_TRAIN_SETTINGS = ("objective", "softmax_temperature", "softmax_negatives", "item_token_hidden")
 """`TrainSettings` fields added after models were first cached: in a model stage's hash only when not default."""
 
 
@@ -119,6 +119,18 @@ class StageRetrievers:
         if holdout:  # only when set: stages fitted before holdout existed keep their hash
             settings["holdout"] = holdout
         return self.stages.stage("retrievers", name, settings, [self.data])
+
+    def key(self, name: str) -> str:
+        """Identifies `name`'s fit (`<name>-<stage hash>`): what builds and models record of a first stage."""
+        return f"{name}-{self.stage(name).hash}"
+
+    def item_vectors(self, name: str) -> Any:
+        """The item embeddings of the sequential retriever `name` (collaborative soft tokens)."""
+        model = self(name)
+        if not hasattr(model, "item_vectors"):
+            raise InstructRecError(f"retriever {name!r} has no item embeddings for item tokens; use a sequential "
+                                   "one (sasrec, gru4rec or a variant of them).")
+        return model.item_vectors()
 
     def __call__(self, name: str) -> Any:
         if name in self._cache:
@@ -194,19 +206,19 @@ class RecipeRun:
 
             library = load_templates(*spec.templates)
             def ranker(name: str | None) -> CandidateNotes | None:
-                return CandidateNotes(self.retrievers(name), f"{name}-{self.retrievers.stage(name).hash}") if name else None
+                return CandidateNotes(self.retrievers(name), self.retrievers.key(name)) if name else None
 
             notes, order = ranker(spec.candidate_notes), ranker(spec.candidate_order)
             negatives = None
             if hard is not None:
                 from instructrec.instructions.negatives import HardNegatives
 
-                negatives = HardNegatives(self.retrievers(hard.retriever),
-                                          f"{hard.retriever}-{self.retrievers.stage(hard.retriever).hash}",
+                negatives = HardNegatives(self.retrievers(hard.retriever), self.retrievers.key(hard.retriever),
                                           hard.share, hard.pool)
             for split, n in (("train", spec.train_examples), ("valid", spec.valid_examples)):
                 render = RenderSettings(history_items=spec.history_items, history_chars=spec.history_chars,
-                                        title_chars=spec.title_chars, candidate_labels=spec.candidate_labels)
+                                        title_chars=spec.title_chars, candidate_labels=spec.candidate_labels,
+                                        item_tokens=spec.item_tokens)
                 build_instructions(self.dataset, library, self.teacher, spec.mix, split, self.recipe.seed,
                                    path / split, BuildSettings(max_examples=n, render=render, notes=notes,
                                                                order=order, negatives=negatives,
@@ -257,10 +269,15 @@ class RecipeRun:
         for field_name in LATER_TRAIN_SETTINGS:  # settings added later count only when set: older models keep their hash
             if resolved[field_name] == defaults[field_name]:
                 del resolved[field_name]
-        stage = self.stages.stage("models", name, {"base": spec.base, "train": resolved}, deps)
+        settings: dict[str, Any] = {"base": spec.base, "train": resolved}
+        if spec.item_tokens:  # only when set: models tuned before item tokens keep their hash
+            deps.append(self.retrievers.stage(spec.item_tokens))
+            settings["item_tokens"] = self.retrievers.key(spec.item_tokens)
+        stage = self.stages.stage("models", name, settings, deps)
 
         def compute(path: Path) -> Path:
-            result = train(base, instr[1], train_settings(spec, str(path), self.recipe.seed))
+            table = self.retrievers.item_vectors(spec.item_tokens) if spec.item_tokens else None
+            result = train(base, instr[1], train_settings(spec, str(path), self.recipe.seed), item_table=table)
             self.say(f"model {name}: {result.global_step} steps, best validation HR@1 {result.best_metric}")
             return path
 

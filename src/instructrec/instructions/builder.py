@@ -254,10 +254,14 @@ class _ShardBuilder:
         users = plan.users[rows].astype(np.int64)
         seqs = [self.seqs[int(u)] for u in users]
         befores = [seq[:int(p)] for seq, p in zip(seqs, plan.positions[rows], strict=True)]
-        excludes = [set(seq.tolist()) | {int(seq[int(p)])} for seq, p in zip(seqs, plan.positions[rows], strict=True)]
+        excludes = [self.excluded(int(u), int(seq[int(p)])) for u, seq, p in zip(users, seqs, plan.positions[rows], strict=True)]
         for j, pool in zip(rows, hard.favourites(befores, users, excludes), strict=True):
             pools[j - lo] = pool
         return pools
+
+    def excluded(self, user: int, target: int) -> set[int]:
+        """Items no negative of this example may be: the user's whole training sequence and the target."""
+        return set(self.seqs[user].tolist()) | {target}
 
     def negatives(self, k: int, pool: np.ndarray | None, exclude: set[int], rng: random.Random) -> list[int]:
         """`k` negatives for one example: uniform, or partly from its hard `pool` (`hard_pools`)."""
@@ -270,8 +274,7 @@ class _ShardBuilder:
                 texts: dict[str, TeacherAnswer], rng: random.Random, pool: np.ndarray | None = None) -> Example:
         """One example; `pool`: the first stage's favourites its hard negatives come from (None: uniform)."""
         titles = self.titles
-        exclude = set(self.seqs[user].tolist())
-        exclude.add(target)
+        exclude = self.excluded(user, target)
         task, form = template.aspects.task, template.answer_form
         preference = texts["preference"].text if "preference" in texts else None
         intention = texts["intention"].text if "intention" in texts else None
@@ -304,6 +307,7 @@ class _ShardBuilder:
             template, history=[titles[i] for i in history], preference=preference,
             intention=intention if form is not AnswerForm.QUERY else None,
             candidates=[titles[i] for i in candidates], item=item_text, pair=pair, notes=notes,
+            history_items=[int(i) for i in history], candidate_items=candidates,
         )
         if form is AnswerForm.YES_NO:
             answer = "Yes" if yes else "No"

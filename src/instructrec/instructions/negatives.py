@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from instructrec.candidates.base import top_k
+from instructrec.candidates.base import catalogue_top
 from instructrec.errors import InstructRecError
 from instructrec.instructions.render import sample_negatives
 
@@ -57,17 +57,11 @@ class HardNegatives:
         """Per example the retriever's top `pool` items for its history, best first, none of them in
         its `excludes` set. Scored in batches: one call per example would cost a 252K-example build
         (`games-full-gpu.yaml`) an hour of first-stage forwards."""
-        out: list[np.ndarray] = []
-        users = np.asarray(users, dtype=np.int64)
-        for start in range(0, len(histories), batch_size):
-            chunk = [np.asarray(h, dtype=np.int64) for h in histories[start:start + batch_size]]
-            scores = np.asarray(self.retriever.score(chunk, None, users=users[start:start + len(chunk)]),
-                                dtype=np.float64)
-            for row, exclude in zip(scores, excludes[start:start + len(chunk)], strict=True):
-                row = np.where(np.isfinite(row), row, -np.inf)
-                row[np.fromiter(exclude, dtype=np.int64, count=len(exclude))] = -np.inf
-                out.append(top_k(row, self.pool).items)
-        return out
+        if not histories:
+            return []
+        n = min(self.pool, int(self.retriever.n_items))
+        items, scores = catalogue_top(self.retriever, histories, users, n, excludes, batch_size)
+        return [row[np.isfinite(s)] for row, s in zip(items, scores, strict=True)]
 
     def draw(self, n_items: int, k: int, pool: np.ndarray, exclude: set[int], rng: random.Random) -> list[int]:
         """`k` distinct negatives outside `exclude`: the hard share at random from `pool` (one row of

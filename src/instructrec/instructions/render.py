@@ -31,6 +31,7 @@ from instructrec.errors import InstructRecError
 from instructrec.instructions.schema import AnswerForm, Aspects, Instruction, Intention, Preference, TaskForm
 from instructrec.instructions.teachers.base import Teacher, TeacherRequest
 from instructrec.instructions.templates import Template, TemplateLibrary, load_templates
+from instructrec.model.item_markers import marker
 
 CandidateLabels = Literal["numbers", "letters"]
 LETTERS = "ABCDEFGHIJKLMNOPQRST"
@@ -60,39 +61,60 @@ class RenderSettings:
     candidate_labels: CandidateLabels = "numbers"
     """How reranking candidates are listed: `numbers` (1., 2., ...; the answer is the title, the
     paper's form) or `letters` (A., B., ...; the answer is the letter: the listwise head)."""
+    item_tokens: bool = False
+    """Follow each history and candidate title given as an item index by its soft-token marker
+    (`model.item_tokens`: collaborative soft tokens, for a model tuned with them); titles given as
+    text get none."""
 
     def budget(self) -> dict[str, int | str]:
         """The prompt budget a model tuned on these instructions records (`instructrec.json`
         `render`) and its reranker renders with, so that served prompts are cut like training ones."""
-        return {"history_items": self.history_items, "history_chars": self.history_chars,
-                "title_chars": self.title_chars, "history_separator": self.history_separator}
+        budget: dict[str, int | str] = {"history_items": self.history_items, "history_chars": self.history_chars,
+                                        "title_chars": self.title_chars, "history_separator": self.history_separator}
+        if self.item_tokens:  # only when set: models tuned before item tokens keep their recorded budget
+            budget["item_tokens"] = True
+        return budget
 
     def key(self) -> str:
         key = (f"h={self.history_items},c={self.history_chars},t={self.history_tokens},"
                f"tc={self.title_chars},sep={self.history_separator!r},n={self.n_candidates}")
-        return key if self.candidate_labels == "numbers" else key + f",labels={self.candidate_labels}"
+        key = key if self.candidate_labels == "numbers" else key + f",labels={self.candidate_labels}"
+        return key + ",items" if self.item_tokens else key
 
 
-_BUDGET_FIELDS = frozenset(RenderSettings().budget())
+_BUDGET_FIELDS = frozenset(RenderSettings(item_tokens=True).budget())
 
 
 def short_title(title: str, limit: int) -> str:
     return title if len(title) <= limit else title[: limit - 1].rstrip() + "\u2026"
 
 
-def format_history(titles: Sequence[str], settings: RenderSettings) -> str:
-    """The most recent `history_items` titles, oldest first, cut (oldest first) to the budget."""
-    shown = [short_title(str(t), settings.title_chars) for t in list(titles)[-settings.history_items:]]
+def with_markers(titles: Sequence[str], items: Sequence[int] | None) -> list[str]:
+    """Titles followed by their items' soft-token markers (`model.item_tokens`); as they are without items."""
+    if items is None:
+        return list(titles)
+    if len(items) != len(titles):
+        raise InstructRecError(f"{len(items)} items for {len(titles)} titles; give one item per title.")
+    return [f"{t} {marker(int(i))}" for t, i in zip(titles, items, strict=True)]
+
+
+def format_history(titles: Sequence[str], settings: RenderSettings, items: Sequence[int] | None = None) -> str:
+    """The most recent `history_items` titles, oldest first, cut (oldest first) to the budget;
+    `items` (their indices) add soft-token markers after the cut, so the same titles are shown."""
+    keep = list(range(len(titles)))[-settings.history_items:]
+    shown = [short_title(str(titles[i]), settings.title_chars) for i in keep]
     sep = settings.history_separator
     total = sum(len(t) for t in shown) + len(sep) * max(len(shown) - 1, 0)
     while len(shown) > 1 and total > settings.history_chars:
         total -= len(shown.pop(0)) + len(sep)
+        keep.pop(0)
     text = sep.join(shown)
     if settings.history_tokens is not None and settings.token_counter is not None:
         while len(shown) > 1 and settings.token_counter(text) > settings.history_tokens:
             shown.pop(0)
+            keep.pop(0)
             text = sep.join(shown)
-    return text
+    return sep.join(with_markers(shown, [items[i] for i in keep])) if items is not None else text
 
 
 def candidate_label(index: int, labels: CandidateLabels) -> str:
@@ -106,14 +128,16 @@ def candidate_label(index: int, labels: CandidateLabels) -> str:
 
 
 def format_candidates(titles: Sequence[str], settings: RenderSettings, labels: CandidateLabels | None = None,
-                      notes: Sequence[str] | None = None) -> str:
+                      notes: Sequence[str] | None = None, items: Sequence[int] | None = None) -> str:
     """A labelled list, one candidate per line (`labels` overrides the settings' label style);
-    `notes` (one per candidate, e.g. `instructions.notes`) follow their titles in parentheses."""
+    `notes` (one per candidate, e.g. `instructions.notes`) follow their titles in parentheses;
+    `items` (their indices) add soft-token markers after the titles."""
     style = labels or settings.candidate_labels
     if notes is not None and len(notes) != len(titles):
         raise InstructRecError(f"{len(notes)} notes for {len(titles)} candidates; give one note per candidate.")
-    return "\n" + "\n".join(f"{candidate_label(i, style)}. {short_title(str(t), settings.title_chars)}"
-                             + (f" ({notes[i]})" if notes is not None else "") for i, t in enumerate(titles))
+    shown = with_markers([short_title(str(t), settings.title_chars) for t in titles], items)
+    return "\n" + "\n".join(f"{candidate_label(i, style)}. {t}"
+                             + (f" ({notes[i]})" if notes is not None else "") for i, t in enumerate(shown))
 
 
 def sample_negatives(n_items: int, k: int, exclude: set[int] | frozenset[int], rng: random.Random) -> list[int]:
@@ -201,21 +225,25 @@ class Renderer:
     def fill(self, template: Template, *, history: Sequence[str] = (), preference: str | None = None,
              intention: str | None = None, candidates: Sequence[str] = (), item: str | None = None,
              pair: tuple[str, str] | None = None, labels: CandidateLabels | None = None,
-             notes: Sequence[str] | None = None) -> str:
+             notes: Sequence[str] | None = None, history_items: Sequence[int] | None = None,
+             candidate_items: Sequence[int] | None = None) -> str:
         """Render `template` from already-prepared texts (titles, preference, intention); `labels`
         overrides the settings' candidate labels (letters add the one-letter answer hint); `notes`
-        annotate the candidates (`instructions.notes`)."""
+        annotate the candidates (`instructions.notes`); `history_items` / `candidate_items`, the
+        titles' item indices, add soft-token markers when the settings ask for `item_tokens`."""
         style = labels or self.settings.candidate_labels
+        if not self.settings.item_tokens:
+            history_items = candidate_items = None
         values: dict[str, str] = {}
         if "history" in template.slots:
             if not len(history):
                 raise InstructRecError(f"template {template.id!r} shows the user's history but the history is "
                                        "empty; use a template without P1 (e.g. aspects P0,I2,T3) for new users.")
-            values["history"] = format_history(history, self.settings)
+            values["history"] = format_history(history, self.settings, history_items)
         if "candidates" in template.slots or "n_candidates" in template.slots:
             if len(candidates) < 1:
                 raise InstructRecError(f"template {template.id!r} needs candidates; none were given.")
-            values["candidates"] = format_candidates(candidates, self.settings, style, notes)
+            values["candidates"] = format_candidates(candidates, self.settings, style, notes, candidate_items)
             values["n_candidates"] = str(len(candidates))
         for slot, value in (("preference", preference), ("intention", intention), ("item", item)):
             if slot in template.slots:
@@ -254,7 +282,9 @@ class Renderer:
             kind = "vague_intention" if template.aspects.intention is Intention.VAGUE else "specific_intention"
             intention = self.teacher.answer([TeacherRequest(kind, user_id, item=int(target_item))])[0].text
         text = self.fill(template, history=hist_titles, preference=preference, intention=intention,
-                         candidates=cand_titles, labels=labels, notes=notes)
+                         candidates=cand_titles, labels=labels, notes=notes,
+                         history_items=[int(i) for i in history] if hist_ids else None,
+                         candidate_items=[int(i) for i in candidates] if cand_ids else None)
         return Instruction(text, template.aspects, template.id, tuple(cand_titles), tuple(cand_ids))
 
 

@@ -138,9 +138,13 @@ def _finish(model: Any, tokenizer: Any, kind: ModelKind, name: str, device: str,
         if tokenizer.eos_token is None:
             raise ModelError(f"the tokenizer of {name} has neither a pad nor an eos token; add a pad token")
         tokenizer.pad_token = tokenizer.eos_token
+    meta = meta or {}
+    if meta.get("item_tokens"):  # collaborative soft tokens: their table and projector are saved beside the model
+        from instructrec.model import item_tokens
+
+        item_tokens.load_into(model, name)
     model.to(device)
     model.eval()
-    meta = meta or {}
     return LoadedModel(model=model, tokenizer=tokenizer, kind=kind, name=name, head=meta.get("head", "title"),
                        collaborative=tuple(meta.get("collaborative", ())), render=dict(meta.get("render") or {}),
                        tuned=bool(meta))

@@ -76,7 +76,7 @@ class ListwiseScorer(PromptScorer):
         if model.kind != "causal":
             raise ModelError("the listwise head scores causal (decoder-only) models; use the title head for seq2seq")
         self.loaded, self.model = model, model.model
-        self.encoder = PromptEncoder(model.tokenizer, model.kind, prompt, history_trimmer)
+        self.encoder = PromptEncoder.for_model(model, prompt, history_trimmer)
         self.label_ids = torch.tensor(label_token_ids(self.encoder))
         self.batch_size = batch_size
         self.pad_id = model.tokenizer.pad_token_id

@@ -87,8 +87,17 @@ class PromptEncoder:
         kind: str,
         settings: PromptSettings | None = None,
         history_trimmer: HistoryTrimmer | None = None,
+        item_offset: int | None = None,
+        item_rows: int | None = None,
     ) -> None:
         self.tokenizer = tokenizer
+        self.item_offset = item_offset
+        """Token id of item 0's soft token (`model.item_tokens`): each `<|item:I|>` marker becomes the one id
+        `item_offset + I`; None (a model without item tokens): markers are plain text."""
+        self.item_rows = item_rows
+        """Items with a soft token: a marker past them is refused."""
+        if item_offset is not None and kind != "causal":
+            raise ModelError("item tokens are built for causal models only")
         self.kind = kind
         self.settings = settings or PromptSettings()
         self.trimmer = history_trimmer or trim_history(tokenizer, self.settings.keep_head_tokens)
@@ -102,6 +111,16 @@ class PromptEncoder:
         if tokenizer.eos_token_id is None:
             raise ModelError("the tokenizer has no end-of-sequence token; answers cannot be delimited")
 
+    @classmethod
+    def for_model(cls, loaded: Any, settings: PromptSettings | None = None,
+                  history_trimmer: HistoryTrimmer | None = None) -> PromptEncoder:
+        """The encoder of a `LoadedModel`: its tokenizer and kind, and its item tokens if it has them."""
+        from instructrec.model.item_tokens import find
+
+        found = find(loaded.model) if hasattr(loaded.model, "modules") else None
+        return cls(loaded.tokenizer, loaded.kind, settings, history_trimmer,
+                   found.offset if found is not None else None, found.rows if found is not None else None)
+
     def render(self, instruction: str) -> list[int]:
         """Token ids of the instruction as the model reads it (no truncation)."""
         tok = self.tokenizer
@@ -111,11 +130,17 @@ class PromptEncoder:
             text = tok.apply_chat_template(
                 [{"role": "user", "content": instruction}], add_generation_prompt=True, tokenize=False
             )
-            return list(tok(text, add_special_tokens=False)["input_ids"])
-        ids = list(tok(instruction + self.settings.answer_prefix, add_special_tokens=False)["input_ids"])
+            return self._ids(text)
+        ids = self._ids(instruction + self.settings.answer_prefix)
         if tok.bos_token_id is not None and tok.bos_token_id != tok.eos_token_id:
             ids = [tok.bos_token_id, *ids]
         return ids
+
+    def _ids(self, text: str) -> list[int]:
+        from instructrec.model.item_markers import encode
+
+        return encode(lambda piece: list(self.tokenizer(piece, add_special_tokens=False)["input_ids"]), text,
+                      self.item_offset, self.item_rows)
 
     def prompt_ids(self, instruction: str) -> list[int]:
         """Instruction ids within `max_prompt_tokens`, history trimmed if needed (logged, counted)."""

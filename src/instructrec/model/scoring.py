@@ -406,7 +406,7 @@ class CandidateScorer(PromptScorer):
         self.model = model.model
         self.kind = model.kind
         self.settings = settings or ScoringSettings()
-        self.encoder = PromptEncoder(model.tokenizer, model.kind, prompt, history_trimmer)
+        self.encoder = PromptEncoder.for_model(model, prompt, history_trimmer)
         self.pad_id = model.tokenizer.pad_token_id
         params = _forward_params(self.model)
         self._cache_kw = cache_keyword(self.model)
@@ -515,7 +515,7 @@ def naive_scores(
 ) -> np.ndarray:
     """Reference scoring: one full forward pass per candidate, instruction re-read every time.
     Used by the equivalence tests and as the benchmark baseline."""
-    enc = PromptEncoder(model.tokenizer, model.kind, prompt)
+    enc = PromptEncoder.for_model(model, prompt)
     p = enc.prompt_ids(instruction)
     dev = next(model.model.parameters()).device
     scores = []

@@ -273,6 +273,10 @@ class Reranker:
             self.renderer = self.renderer.with_budget(budget)
             if "history_items" in budget:
                 self.settings = replace(self.settings, history_items=int(budget["history_items"]))
+        rows = getattr(getattr(getattr(llm, "scorer", None), "encoder", None), "item_rows", None)
+        if rows is not None and rows != dataset.n_items:
+            raise InstructRecError(f"the model {loaded.name} has item tokens for {rows} items but the dataset has "
+                                   f"{dataset.n_items}; serve it with the dataset it was tuned on.")
         missing = [need for need in getattr(loaded, "collaborative", ())
                    if not any(role == COLLABORATIVE_ROLE[need] for _, role in self.retrievers)]
         if missing:

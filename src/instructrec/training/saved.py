@@ -24,10 +24,11 @@ def base_model_ref(model_spec: str) -> str:
 
 def output_meta(model_spec: str, loaded: LoadedModel, settings: TrainSettings, trainer: Any, metric: str,
                 head: str = "title", collaborative: tuple[str, ...] = (),
-                render: dict[str, Any] | None = None) -> dict[str, Any]:
+                render: dict[str, Any] | None = None, item_tokens: dict[str, int] | None = None) -> dict[str, Any]:
     """The content of `instructrec.json` (`head`: the ranking head trained, `model.listwise.HEADS`;
     `collaborative`: the first-stage input of its instructions, `LoadedModel.collaborative`;
-    `render`: the prompt budget its instructions were cut to, `LoadedModel.render`)."""
+    `render`: the prompt budget its instructions were cut to, `LoadedModel.render`; `item_tokens`:
+    the shape of its collaborative soft tokens, `model.item_tokens`, saved beside it)."""
     args = trainer.args
     return {
         "base_model": base_model_ref(model_spec),
@@ -35,6 +36,7 @@ def output_meta(model_spec: str, loaded: LoadedModel, settings: TrainSettings, t
         "head": head,
         **({"collaborative": list(collaborative)} if collaborative else {}),
         **({"render": dict(render)} if render else {}),
+        **({"item_tokens": dict(item_tokens)} if item_tokens else {}),
         "lora": settings.lora,
         "global_step": trainer.state.global_step,
         "best_metric": trainer.state.best_metric,
@@ -46,12 +48,13 @@ def output_meta(model_spec: str, loaded: LoadedModel, settings: TrainSettings, t
 
 
 def save_output(trainer: Any, model_spec: str, loaded: LoadedModel, settings: TrainSettings, metric: str,
-                head: str = "title", collaborative: tuple[str, ...] = (), render: dict[str, Any] | None = None) -> None:
+                head: str = "title", collaborative: tuple[str, ...] = (), render: dict[str, Any] | None = None,
+                item_tokens: dict[str, int] | None = None) -> None:
     """Write the model (or adapter) the trainer holds, its tokenizer and `instructrec.json` to `out_dir`."""
     out = Path(settings.out_dir)
     trainer.save_model(str(out))
     loaded.tokenizer.save_pretrained(str(out))
-    atomic_write(out / META_FILE, json.dumps(output_meta(model_spec, loaded, settings, trainer, metric, head, collaborative, render), indent=2, default=str))
+    atomic_write(out / META_FILE, json.dumps(output_meta(model_spec, loaded, settings, trainer, metric, head, collaborative, render, item_tokens), indent=2, default=str))
     (out / UNFINISHED_FILE).unlink(missing_ok=True)  # written last: the folder now loads
 
 

@@ -101,6 +101,8 @@ class TrainSettings:
     """Recompute activations in the backward pass (less memory, about 30% slower)."""
     prompt: PromptSettings = field(default_factory=PromptSettings)
     """Prompt shape and length limits (the same object configures scoring)."""
+    item_token_hidden: int = 256
+    """Hidden width of the item-token projector (`model.item_tokens`; used when `train` gets an item table)."""
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.grad_accum < 1 or (self.eval_batch_size is not None and self.eval_batch_size < 1):
@@ -115,6 +117,8 @@ class TrainSettings:
             raise DataError(f"softmax_negatives must be >= 1 (or unset: all), not {self.softmax_negatives}")
         if self.softmax_temperature <= 0:
             raise DataError(f"softmax_temperature must be > 0, not {self.softmax_temperature}")
+        if self.item_token_hidden < 1:
+            raise DataError(f"item_token_hidden must be >= 1, not {self.item_token_hidden}")
         if self.eval_normalize not in NORMALIZATIONS:
             raise DataError(f"eval_normalize must be one of {', '.join(NORMALIZATIONS)}, not {self.eval_normalize!r}")
 

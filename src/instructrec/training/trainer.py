@@ -12,14 +12,17 @@ by `resume.py`; the output folder is written by `saved.py`.
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import Trainer
 
 from instructrec import distributed
 from instructrec.errors import DataError
+from instructrec.model import item_tokens
 from instructrec.model.backend import LoadedModel, ModelKind, load_model
 from instructrec.model.prompt import PromptEncoder
 from instructrec.training.arguments import training_arguments
@@ -70,6 +73,24 @@ class InstructionTrainer(Trainer):
             loss = loss + softmax / (self.args.gradient_accumulation_steps if model.training else 1)
         return (loss, {}) if return_outputs else loss
 
+    # Item tokens (`model.item_tokens`): their projector trains beside the adapter but is not an
+    # adapter weight, so every save writes it next to the adapter (before `trainer_state.json`: a
+    # checkpoint with the state file has it) and every load of a checkpoint reads it back.
+    def _save(self, output_dir=None, state_dict=None):  # noqa: ANN001
+        super()._save(output_dir, state_dict)
+        if item_tokens.find(self.model) is not None and self.args.should_save:
+            item_tokens.save(self.model, output_dir or self.args.output_dir)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):  # noqa: ANN001
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        if item_tokens.find(self.model) is not None:
+            item_tokens.load_into(self.model, resume_from_checkpoint)
+
+    def _load_best_model(self):  # noqa: ANN001
+        super()._load_best_model()
+        if item_tokens.find(self.model) is not None and self.state.best_model_checkpoint:
+            item_tokens.load_into(self.model, self.state.best_model_checkpoint)
+
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix="eval"):  # noqa: ANN001
         hr = self.hit_rate(self.model, self.accelerator) if self.hit_rate is not None else None
         metrics = super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
@@ -79,11 +100,20 @@ class InstructionTrainer(Trainer):
         return metrics
 
 
-def build_model(loaded: LoadedModel, settings: TrainSettings) -> Any:
-    """The trainable module: the model itself or a fresh LoRA adapter around it."""
+def build_model(loaded: LoadedModel, settings: TrainSettings, item_table: np.ndarray | None = None) -> Any:
+    """The trainable module: the model itself or a fresh LoRA adapter around it; with `item_table`
+    (items x dim: a first stage's item embeddings) it gets collaborative soft tokens
+    (`model.item_tokens`), whose projector trains with the adapter."""
     model = loaded.model
     if hasattr(model, "merge_and_unload"):  # starting from an adapter: fold it in first
         model = model.merge_and_unload()
+    carried = item_tokens.detach(model)  # a tuned model's own: trained on, outside the LoRA wrapping
+    if item_table is not None or carried is not None:
+        if loaded.kind != "causal" or not settings.lora:
+            raise DataError("item tokens train causal models with LoRA only (`lora: true`)")
+        if item_table is not None and carried is not None:
+            raise DataError("the base model has item tokens already (a model tuned with them): continue "
+                            "training it without an item table, or start from its base model")
     if settings.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.config.use_cache = False
@@ -98,7 +128,26 @@ def build_model(loaded: LoadedModel, settings: TrainSettings) -> Any:
         lora_dropout=settings.lora_dropout,
         target_modules=settings.lora_targets,
     )
-    return get_peft_model(model, cfg)
+    model = get_peft_model(model, cfg)
+    if carried is not None:
+        item_tokens.attach(model, carried)
+    elif item_table is not None:
+        item_tokens.install(model, item_table, settings.item_token_hidden)
+    found = item_tokens.find(model)
+    if found is not None:
+        found.item_projector.requires_grad_(True)
+    return model
+
+
+def check_item_tokens(model: Any, render: dict[str, Any]) -> None:
+    """Instructions with item markers train a model with item tokens, and only those."""
+    has, marked = item_tokens.find(model) is not None, bool(render.get("item_tokens"))
+    if has and not marked:
+        raise DataError("the model has item tokens but its instructions have no item markers; build them with "
+                        "`item_tokens: true` (recipe) or train without an item table")
+    if marked and not has:
+        raise DataError("the instructions carry item markers (built with `item_tokens`) but the model has no item "
+                        "tokens; give an item table (recipe: `item_tokens: sasrec` on the model)")
 
 
 def best_eval_metrics(log_history: list[dict[str, Any]], best_checkpoint: str | None) -> dict[str, float] | None:
@@ -123,9 +172,12 @@ def train(
     settings: TrainSettings,
     kind: ModelKind | None = None,
     valid: str | Path | None = None,
+    item_table: np.ndarray | None = None,
 ) -> TrainResult:
     """Instruction-tune `model_spec` on the `train` records in `instructions`, validating on its
-    `valid` records or on every record in `valid` (e.g. a separate `--split valid` build)."""
+    `valid` records or on every record in `valid` (e.g. a separate `--split valid` build); with
+    `item_table` (a first stage's item embeddings, item index order) the model gets collaborative
+    soft tokens for the item markers of instructions built with `item_tokens`."""
     records = load_instruction_records(instructions)
     train_recs = records.get("train", [])
     if not train_recs:
@@ -141,9 +193,10 @@ def train(
     if distributed.is_main():
         mark_unfinished(settings.out_dir)  # until save_output: a killed run's folder never loads as a model
     torch.manual_seed(settings.seed)  # LoRA initialisation
-    model = build_model(loaded, settings)
+    model = build_model(loaded, settings, item_table)
+    check_item_tokens(model, records_render(train_recs))
 
-    encoder = PromptEncoder(loaded.tokenizer, loaded.kind, settings.prompt)
+    encoder = PromptEncoder.for_model(replace(loaded, model=model), settings.prompt)
     # plain lists of features: the Trainer's length-grouped sampler reads `input_ids` lengths
     train_ds = tokenize_records(train_recs, encoder, settings.objective, settings.softmax_negatives)
     eval_ds = (tokenize_records(valid_recs[: settings.max_eval_examples], encoder, settings.objective,
@@ -180,7 +233,8 @@ def train(
         logged = best_eval_metrics(trainer.state.log_history, trainer.state.best_model_checkpoint)
         metrics.update(logged if logged is not None else trainer.evaluate())
     if trainer.is_world_process_zero():
-        save_output(trainer, model_spec, loaded, settings, metric, head, records_collaborative(train_recs), budget)
+        save_output(trainer, model_spec, loaded, settings, metric, head, records_collaborative(train_recs), budget,
+                    item_tokens.meta(model))
     return TrainResult(
         out_dir=str(Path(settings.out_dir)),
         global_step=trainer.state.global_step,
