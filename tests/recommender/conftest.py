@@ -71,6 +71,31 @@ def toy_parts(toy_dataset, tmp_path_factory):
     return toy_dataset, Path(base), adapter, pop, bm25
 
 
+def build_toy_task(toy_dataset, root: Path, render, sizes: dict[str, int]) -> Path:
+    """The toy task's instructions (`int-rerank-specific`, rendered with `render`) for each split of
+    `sizes` under `root/instr/SPLIT`, and a tiny causal base model built on their text; its folder."""
+    from instructrec.instructions.builder import BuildSettings, build_instructions
+    from instructrec.instructions.teachers.extractive import ExtractiveTeacher
+    from instructrec.instructions.templates import load_templates
+    from instructrec.model.tiny import build_tiny_causal
+
+    teacher = ExtractiveTeacher().fit(toy_dataset)
+    library = load_templates().select(["int-rerank-specific"])
+    for split, n in sizes.items():
+        build_instructions(toy_dataset, library, teacher, None, split, 0, root / "instr" / split,
+                           BuildSettings(max_examples=n, examples_per_target=4, render=render))
+    corpus = [str(t) for t in toy_dataset.titles]
+    for shard in sorted((root / "instr").rglob("shard-*.jsonl")):
+        corpus += shard.read_text().splitlines()
+    return Path(build_tiny_causal(root / "base", corpus, vocab_size=600, hidden=64, seed=0))
+
+
+@pytest.fixture(scope="session")
+def toy_task():
+    """`build_toy_task`, for test modules (conftest is not imported by name)."""
+    return build_toy_task
+
+
 @pytest.fixture(scope="session")
 def toy_listwise(toy_dataset, tmp_path_factory):
     """(listwise model folder, its instruction folder): the toy task with letter-labelled candidates
@@ -78,24 +103,12 @@ def toy_listwise(toy_dataset, tmp_path_factory):
     learn to bind letters to titles in a test's budget (validation stays at chance), so the run
     memorises 64 training records (20 epochs): what the tests check is that the loss trains the
     letter logits, not that the toy generalises."""
-    from instructrec.instructions.builder import BuildSettings, build_instructions
     from instructrec.instructions.render import RenderSettings
-    from instructrec.instructions.teachers.extractive import ExtractiveTeacher
-    from instructrec.instructions.templates import load_templates
-    from instructrec.model.tiny import build_tiny_causal
     from instructrec.training.trainer import TrainSettings, train
 
     root = tmp_path_factory.mktemp("toy-listwise")
-    teacher = ExtractiveTeacher().fit(toy_dataset)
-    render = RenderSettings(n_candidates=4, candidate_labels="letters")
-    library = load_templates().select(["int-rerank-specific"])
-    for split, n in (("train", 64), ("valid", 32)):
-        build_instructions(toy_dataset, library, teacher, None, split, 0, root / "instr" / split,
-                           BuildSettings(max_examples=n, examples_per_target=4, render=render))
-    corpus = [str(t) for t in toy_dataset.titles]
-    for shard in sorted((root / "instr").rglob("shard-*.jsonl")):
-        corpus += shard.read_text().splitlines()
-    base = build_tiny_causal(root / "base", corpus, vocab_size=600, hidden=64, seed=0)
+    base = build_toy_task(toy_dataset, root, RenderSettings(n_candidates=4, candidate_labels="letters"),
+                          {"train": 64, "valid": 32})
     model = root / "model"
     train(str(base), root / "instr" / "train", TrainSettings(
         out_dir=str(model), lora=False, max_steps=80, batch_size=16, learning_rate=3e-3, eval_steps=40,

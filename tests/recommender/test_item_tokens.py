@@ -79,25 +79,12 @@ def test_renderer_writes_markers_after_history_and_candidate_titles(toy_dataset)
 
 
 @pytest.fixture(scope="module")
-def item_model(toy_dataset, tmp_path_factory):
+def item_model(toy_dataset, toy_task, tmp_path_factory):
     """A tiny LoRA model tuned with item tokens on the toy task (instructions built with markers)."""
-    from instructrec.instructions.builder import BuildSettings, build_instructions
-    from instructrec.instructions.teachers.extractive import ExtractiveTeacher
-    from instructrec.instructions.templates import load_templates
-    from instructrec.model.tiny import build_tiny_causal
     from instructrec.training.trainer import TrainSettings, train
 
     root = tmp_path_factory.mktemp("items")
-    render = RenderSettings(n_candidates=4, item_tokens=True)
-    library = load_templates().select(["int-rerank-specific"])
-    teacher = ExtractiveTeacher().fit(toy_dataset)
-    for split, n in (("train", 32), ("valid", 8)):
-        build_instructions(toy_dataset, library, teacher, None, split, 0, root / "instr" / split,
-                           BuildSettings(max_examples=n, examples_per_target=4, render=render))
-    corpus = [str(t) for t in toy_dataset.titles]
-    for shard in sorted((root / "instr").rglob("shard-*.jsonl")):
-        corpus += shard.read_text().splitlines()
-    base = build_tiny_causal(root / "base", corpus, vocab_size=600, hidden=64, seed=0)
+    base = toy_task(toy_dataset, root, RenderSettings(n_candidates=4, item_tokens=True), {"train": 32, "valid": 8})
     table = np.random.default_rng(1).normal(size=(toy_dataset.n_items, 8)).astype(np.float32)
     settings = TrainSettings(out_dir=str(root / "model"), lora=True, max_steps=4, batch_size=8, eval_steps=2,
                              max_eval_examples=8, logging_steps=1, learning_rate=1e-2, objective="softmax",
