@@ -4,7 +4,8 @@
         --recipe benchmarks/recipes/games-table6.yaml --out benchmarks/results/games-table6-300u.json
 
 Each row: experiment, method, method_spec, llm_input (`none`: no LLM; `text`: the LLM sees titles
-and request only; `collaborative`: the LLM also reads a first stage's ranks or order in its prompt;
+and request only; `collaborative`: the LLM also reads a first stage's ranks, order or item embeddings
+(soft tokens: a model with `item_tokens`) in its prompt;
 `fused`: LLM scores mixed with retrievers' after scoring), users, hr1, hr1_ci (95% half-width),
 ndcg5, mrr, hr10 and ndcg10 (lists of more than 10 candidates), fusion_weight, recipe; plus the
 run's paired differences.
@@ -20,11 +21,12 @@ from instructrec.atomic import atomic_write
 from instructrec.eval.methods import parse_method
 
 
-def llm_input(spec: str) -> str:
+def llm_input(spec: str, item_token_models: frozenset[str] = frozenset()) -> str:
+    """The LLM's input of a method; `item_token_models`: the recipe's models tuned with item tokens."""
     method = parse_method(spec)
     if method.llm is None and not method.recommender:  # a retriever, or a stack of retrievers
         return "none"
-    if any(role in ("note", "order") for _, role in method.fused):
+    if any(role in ("note", "order") for _, role in method.fused) or method.llm in item_token_models:
         return "collaborative"
     if method.recommender or method.needs_fusion_weight:
         return "fused"
@@ -37,11 +39,13 @@ def export(summary: dict, recipe: str) -> dict:
         for entry in exp["methods"]:
             text, name = (entry, entry) if isinstance(entry, str) else (entry["method"], entry["name"])
             specs[(exp["name"], name)] = text
+    item_token_models = frozenset(name for name, m in summary["settings"].get("models", {}).items()
+                                  if m.get("item_tokens"))
     rows = []
     for r in summary["results"]:
         spec = specs.get((r["experiment"], r["method"]), r["method"])
         rows.append({"experiment": r["experiment"], "method": r["method"], "method_spec": spec,
-                     "llm_input": llm_input(spec), "candidates": r["candidates"], "users": r["users"],
+                     "llm_input": llm_input(spec, item_token_models), "candidates": r["candidates"], "users": r["users"],
                      "hr1": round(r["HR@1"], 4), "hr1_ci": round(r["HR@1_ci"], 4), "ndcg5": round(r["NDCG@5"], 4),
                      "mrr": round(r["MRR"], 4),
                      **{k.lower().replace("@", ""): round(r[k], 4) for k in ("HR@10", "NDCG@10") if k in r},

@@ -110,7 +110,8 @@ def test_train_defaults_are_the_dataclass_defaults(monkeypatch, tmp_path):
 
     seen = []
 
-    def fake_train(model, instructions, settings, kind=None, valid=None):
+    def fake_train(model, instructions, settings, kind=None, valid=None, item_table=None):
+        assert item_table is None  # no item tokens unless --item-tokens names a retriever
         seen.append(settings)
         return TrainResult(settings.out_dir, 0, None, None, {})
 
