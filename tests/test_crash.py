@@ -207,9 +207,11 @@ def test_evaluate_survives_sigkill(tmp_path, synthetic_seq):
             got = json.loads((root / "out" / "results.json").read_text())
             assert [r["metrics"] for r in got["results"]] == [r["metrics"] for r in want["results"]]
 
-    points = [KillPoint(None, 0.6), KillPoint("models/popularity", 0.0), KillPoint("models/.sasrec.checkpoint.pt", 0.2),
+    # the timed kill goes last: first, on a loaded box it landed after popularity's fit, whose file
+    # point then never fired (a .ci/run, 3 of 7 kills); the file points fire in stage order
+    points = [KillPoint("models/popularity", 0.0), KillPoint("models/.sasrec.checkpoint.pt", 0.2),
               KillPoint("models/..sasrec.checkpoint.pt.tmp-*", 0.0), KillPoint("models/.sasrec.tmp-*", 0.0),
-              KillPoint("out/.per_user.parquet.tmp-*", 0.0), KillPoint("out/results.md", 0.0)]
+              KillPoint("out/.per_user.parquet.tmp-*", 0.0), KillPoint("out/results.md", 0.0), KillPoint(None, 0.6)]
     crash = tmp_path / "crash"
     result = kill_and_resume("evaluate", cmd(crash), watch=crash, points=points, env=env,
                              reference_seconds=seconds, check=check, seed=4)
