@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from instructrec.cli.common import console, stats_table
-from instructrec.errors import DataError, InstructRecError
+from instructrec.errors import DataError
 from instructrec.model.backend import META_FILE, ModelKind
 from instructrec.model.options import DEFAULT_NORMALIZE, Normalize
 from instructrec.model.prompt import PromptSettings
@@ -112,12 +112,9 @@ def train_cmd(
     table = None
     if item_tokens is not None:
         from instructrec.candidates.base import load_retriever
+        from instructrec.model.item_tokens import item_table
 
-        retriever = load_retriever(item_tokens)
-        if not hasattr(retriever, "item_vectors"):
-            raise InstructRecError(f"{item_tokens} holds a {type(retriever).__name__}, which has no item embeddings; "
-                                   "give a saved sasrec or gru4rec.")
-        table = retriever.item_vectors()
+        table = item_table(load_retriever(item_tokens), str(item_tokens))
     start = time.perf_counter()
     result = train(model, instructions, settings, kind=kind, valid=valid, item_table=table)
     summary: dict[str, object] = {"output": result.out_dir, "steps": result.global_step,

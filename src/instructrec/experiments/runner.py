@@ -124,14 +124,6 @@ class StageRetrievers:
         """Identifies `name`'s fit (`<name>-<stage hash>`): what builds and models record of a first stage."""
         return f"{name}-{self.stage(name).hash}"
 
-    def item_vectors(self, name: str) -> Any:
-        """The item embeddings of the sequential retriever `name` (collaborative soft tokens)."""
-        model = self(name)
-        if not hasattr(model, "item_vectors"):
-            raise InstructRecError(f"retriever {name!r} has no item embeddings for item tokens; use a sequential "
-                                   "one (sasrec, gru4rec or a variant of them).")
-        return model.item_vectors()
-
     def __call__(self, name: str) -> Any:
         if name in self._cache:
             return self._cache[name]
@@ -276,7 +268,9 @@ class RecipeRun:
         stage = self.stages.stage("models", name, settings, deps)
 
         def compute(path: Path) -> Path:
-            table = self.retrievers.item_vectors(spec.item_tokens) if spec.item_tokens else None
+            from instructrec.model.item_tokens import item_table
+
+            table = item_table(self.retrievers(spec.item_tokens), f"retriever {spec.item_tokens!r}") if spec.item_tokens else None
             result = train(base, instr[1], train_settings(spec, str(path), self.recipe.seed), item_table=table)
             self.say(f"model {name}: {result.global_step} steps, best validation HR@1 {result.best_metric}")
             return path

@@ -30,9 +30,8 @@ import torch
 from torch import nn
 
 from instructrec.errors import ModelError
-from instructrec.model.item_markers import encode, marker
 
-__all__ = ["ItemTokenEmbedding", "encode", "find", "install", "load_into", "marker", "offset_of", "save"]
+__all__ = ["ItemTokenEmbedding", "attach", "detach", "find", "install", "item_table", "load_into", "meta", "save"]
 
 ITEM_TOKENS_FILE = "item_tokens.safetensors"
 DEFAULT_HIDDEN = 256
@@ -84,15 +83,18 @@ class ItemTokenEmbedding(nn.Module):
         return out.masked_scatter(is_item[..., None], vectors.to(out.dtype))
 
 
+def item_table(retriever: Any, name: str) -> np.ndarray:
+    """The item embeddings of a fitted sequential retriever (`name`: how the caller calls it, for the
+    error): the table of a model's item tokens. The recipe runner and `instructrec train` both use it."""
+    if not hasattr(retriever, "item_vectors"):
+        raise ModelError(f"{name} is a {type(retriever).__name__}, which has no item embeddings for item tokens; "
+                         "give a sequential retriever (sasrec, gru4rec or a variant of them).")
+    return retriever.item_vectors()
+
+
 def find(model: Any) -> ItemTokenEmbedding | None:
     """The model's `ItemTokenEmbedding` (under peft/DDP wrappers too), None without one."""
     return next((m for m in model.modules() if isinstance(m, ItemTokenEmbedding)), None)
-
-
-def offset_of(model: Any) -> int | None:
-    """The token id of item 0 for `model`'s prompt encoder, None for a model without item tokens."""
-    found = find(model)
-    return found.offset if found is not None else None
 
 
 def install(model: Any, table: np.ndarray | torch.Tensor, hidden: int = DEFAULT_HIDDEN) -> ItemTokenEmbedding:
