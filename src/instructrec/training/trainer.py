@@ -194,7 +194,8 @@ def train(
         mark_unfinished(settings.out_dir)  # until save_output: a killed run's folder never loads as a model
     torch.manual_seed(settings.seed)  # LoRA initialisation
     model = build_model(loaded, settings, item_table)
-    check_item_tokens(model, records_render(train_recs))
+    budget = records_render(train_recs)
+    check_item_tokens(model, budget)
 
     encoder = PromptEncoder.for_model(replace(loaded, model=model), settings.prompt)
     # plain lists of features: the Trainer's length-grouped sampler reads `input_ids` lengths
@@ -204,7 +205,6 @@ def train(
     if encoder.truncated:
         log.warning("%d training/validation instructions were cut to %d tokens", encoder.truncated, settings.prompt.max_prompt_tokens)
     head = records_head(train_recs)
-    budget = records_render(train_recs)
     hr_records = reranking_records(valid_recs)
     if head == "listwise":  # validate the head being trained: letter-labelled records only
         hr_records = [r for r in hr_records if is_listwise(r)]
