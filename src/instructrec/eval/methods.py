@@ -22,7 +22,9 @@ text only) or `auto` (default: the text where the task has one and the retriever
 the history); `note` writes its ranks of the candidates into the LLM's instruction instead of
 fusing (for models tuned with `candidate_notes`), e.g. `llm:tuned-notes+sasrec@note`; `order`
 lists the candidates in its order, its favourite first (for models tuned with `candidate_order`),
-e.g. `llm:tuned-order+sasrec@order+sasrec`. Every LLM-based method runs through
+e.g. `llm:tuned-order+sasrec@order+sasrec`; `prior` adds its z-scores times the model's
+`prior_weight` to the LLM's scores (for models tuned with `candidate_prior`, a residual over it),
+e.g. `llm:tuned-prior+sasrec@prior`. Every LLM-based method runs through
 `recommender.reranker.Reranker`, the code that serves requests.
 """
 
@@ -40,7 +42,7 @@ from instructrec.errors import InstructRecError
 from instructrec.eval.protocol import RetrieverScorer, Scorer, Task
 from instructrec.recommender.reranker import CALIBRATIONS, NOT_FUSED, Calibration, FusionWeight
 
-ROLES = ("history", "text", "auto", "note", "order")
+ROLES = ("history", "text", "auto", "note", "order", "prior")
 
 
 @dataclass(frozen=True)
@@ -79,7 +81,7 @@ def parse_method(text: str, name: str | None = None) -> MethodSpec:
     """Parse a method string; a malformed one is an error that shows the grammar."""
     text = text.strip()
     label = name or text
-    usage = ("write RETRIEVER, llm[:MODEL][~pmi][*P], llm[:MODEL]+RETRIEVER[@history|@text|@auto|@note|@order]..., "
+    usage = ("write RETRIEVER, llm[:MODEL][~pmi][*P], llm[:MODEL]+RETRIEVER[@history|@text|@auto|@note|@order|@prior]..., "
              "stack:METHOD or recommender (e.g. sasrec, llm, llm:runs/tuned+sasrec, stack:llm+sasrec+bm25)")
     if not text:
         raise InstructRecError(f"empty method; {usage}.")

@@ -69,6 +69,10 @@ class InstructionsSpec:
     candidate_order: str | None = None
     """A retriever whose order lists each reranking instruction's candidates, its favourite first
     (instead of shuffled); evaluate such a model with `+NAME@order`."""
+    candidate_prior: str | None = None
+    """A retriever whose z-scored scores of each reranking instruction's candidates are recorded
+    with it; a model tuned on them learns a residual over that prior (`TrainSettings.prior_weight`)
+    and is evaluated with `+NAME@prior`."""
     hard_negatives: HardNegativesSpec | None = None
     """Draw a share of every example's negatives from a retriever's top items for its history
     (`{retriever: sasrec, share: 0.5, pool: 20}`); None: all negatives uniform random (the paper's)."""
@@ -77,7 +81,7 @@ class InstructionsSpec:
     tokens, `model.item_tokens`); the model trained on it needs `item_tokens: RETRIEVER`."""
     targets: Literal["all", "last"] = "all"
     """Training targets: `all` items of the training sequences after the first, or only the `last`
-    one of each evaluated user. With a `holdout: 1` retriever as `candidate_notes`/`candidate_order`,
+    one of each evaluated user. With a `holdout: 1` retriever as `candidate_notes`/`_order`/`_prior`,
     `last` gives training instructions whose first-stage ranks are as good as at test time (a first
     stage fitted on a target ranks it better than it ranks a held-out one)."""
 
@@ -87,7 +91,8 @@ class InstructionsSpec:
         out = asdict(self)
         for name, default in (("candidate_labels", "numbers"), ("history_items", 20), ("candidate_notes", None),
                               ("candidate_order", None), ("history_chars", 1200), ("title_chars", 160),
-                              ("targets", "all"), ("hard_negatives", None), ("item_tokens", False)):
+                              ("targets", "all"), ("hard_negatives", None), ("item_tokens", False),
+                              ("candidate_prior", None)):
             if out[name] == default:
                 del out[name]
         return out

@@ -188,7 +188,7 @@ class RecipeRun:
                     "template_files": {str(p): file_hash(p) for p in spec.templates}}
         deps: list[Stage | str] = [self.data]
         hard = spec.hard_negatives
-        for first_stage in dict.fromkeys(n for n in (spec.candidate_notes, spec.candidate_order,
+        for first_stage in dict.fromkeys(n for n in (spec.candidate_notes, spec.candidate_order, spec.candidate_prior,
                                                      hard.retriever if hard else None) if n):
             deps.append(self.retrievers.stage(first_stage))
         stage = self.stages.stage("instructions", name, settings, deps)
@@ -200,7 +200,8 @@ class RecipeRun:
             def ranker(name: str | None) -> CandidateNotes | None:
                 return CandidateNotes(self.retrievers(name), self.retrievers.key(name)) if name else None
 
-            notes, order = ranker(spec.candidate_notes), ranker(spec.candidate_order)
+            notes, order, prior = (ranker(spec.candidate_notes), ranker(spec.candidate_order),
+                                   ranker(spec.candidate_prior))
             negatives = None
             if hard is not None:
                 from instructrec.instructions.negatives import HardNegatives
@@ -213,7 +214,7 @@ class RecipeRun:
                                         item_tokens=spec.item_tokens)
                 build_instructions(self.dataset, library, self.teacher, spec.mix, split, self.recipe.seed,
                                    path / split, BuildSettings(max_examples=n, render=render, notes=notes,
-                                                               order=order, negatives=negatives,
+                                                               order=order, prior=prior, negatives=negatives,
                                                                targets=spec.targets))
             return path
 

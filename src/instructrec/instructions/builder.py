@@ -73,6 +73,10 @@ class BuildSettings:
     order: CandidateNotes | None = None
     """List reranking candidates in a first stage's order, its favourite first (`instructions.notes`,
     `order` style); None: shuffled."""
+    prior: CandidateNotes | None = None
+    """Record each reranking instruction's candidates' z-scored first-stage scores (`meta.prior`,
+    in listed order; `instructions.notes`, `prior` style): the prior a model tuned on them adds its
+    scores to; None: none."""
     negatives: HardNegatives | None = None
     """Draw a share of every example's negatives from a first stage's favourites for its history
     (`instructions.negatives`); None: all uniform random."""
@@ -166,6 +170,8 @@ def fingerprint(dataset: Dataset, templates: TemplateLibrary, teacher: Teacher, 
         parts["notes"] = settings.notes.key
     if settings.order is not None:
         parts["order"] = settings.order.key
+    if settings.prior is not None:
+        parts["prior"] = settings.prior.key
     if settings.negatives is not None:
         parts["negatives"] = settings.negatives.fingerprint
     if settings.targets != "all" and split == "train":
@@ -233,8 +239,9 @@ class _ShardBuilder:
 
     @property
     def collaborative(self) -> tuple[str, ...]:
-        """The first-stage input of reranking instructions: `notes` and/or `order`."""
-        return tuple(n for n, s in (("notes", self.settings.notes), ("order", self.settings.order)) if s is not None)
+        """The first-stage input of reranking instructions: `notes`, `order` and/or `prior`."""
+        return tuple(n for n, s in (("notes", self.settings.notes), ("order", self.settings.order),
+                                    ("prior", self.settings.prior)) if s is not None)
 
     def listwise(self, template: Template) -> bool:
         """Whether this template's examples are listwise: letter-labelled candidates, letter answer."""
@@ -300,9 +307,11 @@ class _ShardBuilder:
             item_text = titles[shown]
         elif form is AnswerForm.QUERY and "item" in template.slots:
             item_text = titles[target]
-        notes = None
+        notes = prior = None
         if self.settings.notes is not None and task is TaskForm.RERANKING:
             notes = self.settings.notes([history], np.asarray([candidates]), np.asarray([user]))[0]
+        if self.settings.prior is not None and task is TaskForm.RERANKING:
+            prior = self.settings.prior.prior([history], np.asarray([candidates]), np.asarray([user]))[0]
         text = self.renderer.fill(
             template, history=[titles[i] for i in history], preference=preference,
             intention=intention if form is not AnswerForm.QUERY else None,
@@ -330,6 +339,8 @@ class _ShardBuilder:
             "preference_source": texts["preference"].source if "preference" in texts else None,
             "intention_source": texts["intention"].source if "intention" in texts else None,
         }
+        if prior is not None:
+            meta["prior"] = [round(float(z), 6) for z in prior]
         return Example(instruction, answer, form, self.user_ids[user], self.item_ids[target], self.split,
                        target_index, meta)
 

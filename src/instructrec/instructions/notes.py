@@ -21,6 +21,14 @@ more than it should. The cure is a recipe setting: a retriever variant with `hol
 without each user's last training item) ranks the candidates of `targets: last` instructions
 (that item as the target). Measured in RESULTS.md: it removes the gap, and the model still learns
 the position prior only.
+
+The `prior` style carries the first stage's scores into the model's score instead of its prompt:
+a model tuned with `candidate_prior` (builder `BuildSettings.prior`) learns its title scores as a
+residual on top of `prior_weight` times the candidates' z-scored first-stage scores, the sum is
+what it ranks with (reranker role `prior`). The order and notes above made the small model copy
+the first stage; the prior is added outside the model, so its whole budget goes to what the first
+stage gets wrong (boosting's residual fit; its loss counts only where the prior is not already
+sure).
 """
 
 from __future__ import annotations
@@ -70,6 +78,14 @@ class CandidateNotes:
         scores = self._scores(histories, candidates, users)
         return np.stack([np.lexsort((row_items, -row)) for row, row_items in zip(scores, candidates, strict=True)]
                         ) if len(candidates) else np.zeros(candidates.shape, dtype=np.int64)
+
+    def prior(self, histories: Sequence[np.ndarray], candidates: np.ndarray,
+              users: np.ndarray | None = None) -> np.ndarray:
+        """(n, C) per-row z-scores of the candidates' first-stage scores (`prior` style): the same
+        standardisation the reranker fuses retrievers with."""
+        from instructrec.recommender.reranker import standardize  # the reranker imports this module
+
+        return standardize(self._scores(histories, np.asarray(candidates, dtype=np.int64), users))
 
     def __call__(self, histories: Sequence[np.ndarray], candidates: np.ndarray,
                  users: np.ndarray | None = None) -> list[list[str]]:

@@ -60,7 +60,8 @@ class LoadedModel:
     """The first-stage input its instructions were built with (`instructrec.json`): `notes` (ranks
     written next to the candidates) and/or `order` (candidates listed in the first stage's order).
     A reranker must give the same (`+RETRIEVER@note`, `@order`), or the model reads lists unlike
-    the ones it was tuned on."""
+    the ones it was tuned on; `prior`: its scores are a residual over the first stage's z-scored
+    scores (`@prior`), added with `prior_weight`."""
     render: dict[str, Any] = field(default_factory=dict)
     """The prompt budget its instructions were cut to (`instructrec.json`; `RenderSettings.budget`:
     history items and characters, title characters), empty for the default one. Its reranker
@@ -68,6 +69,9 @@ class LoadedModel:
     tuned: bool = False
     """Trained by instructrec (its folder has an `instructrec.json`): an empty `render` then means
     the default budget, which its reranker keeps whatever the caller's budget for other models."""
+    prior_weight: float = 0.0
+    """The weight of the first-stage prior its scores are added to (`TrainSettings.prior_weight`;
+    0: a model tuned without one)."""
 
 
 def hub_is_offline() -> bool:
@@ -147,6 +151,7 @@ def _finish(model: Any, tokenizer: Any, kind: ModelKind, name: str, device: str,
     model.eval()
     return LoadedModel(model=model, tokenizer=tokenizer, kind=kind, name=name, head=meta.get("head", "title"),
                        collaborative=tuple(meta.get("collaborative", ())), render=dict(meta.get("render") or {}),
+                       prior_weight=float((meta.get("settings") or {}).get("prior_weight") or 0.0),
                        tuned=bool(meta))
 
 

@@ -38,12 +38,14 @@ from instructrec.recommender.routing import fit_to_slot
 
 log = logging.getLogger(__name__)
 
-Role = Literal["history", "text", "auto", "note", "order"]
+Role = Literal["history", "text", "auto", "note", "order", "prior"]
 """How a retriever reads a query: `history` (its items; skipped for an empty history), `text`
 (the request text; skipped without one) or `auto` (the text where there is one, else the history);
 `note`: not fused, its ranks of the candidates from the history are written into the LLM's
 instruction (`instructions.notes`; for models tuned on such notes); `order`: not fused, the
-candidates are listed in its order, its favourite first (for models tuned with `candidate_order`).
+candidates are listed in its order, its favourite first (for models tuned with `candidate_order`);
+`prior`: not fused, its z-scored scores times the model's `prior_weight` are added to the LLM's
+(for models tuned with `candidate_prior`, whose scores are a residual over that prior).
 """
 
 Calibration = Literal["none", "pmi"]
@@ -52,9 +54,9 @@ CONTENT_FREE_HISTORY = ("N/A",)
 """The history shown in the calibration prompt (`RerankSettings.calibration`): the template still
 reads as written (its history slot cannot be empty), but says nothing about the user."""
 
-NOT_FUSED = ("note", "order")
-"""Roles that shape the instruction instead of adding a score."""
-COLLABORATIVE_ROLE = {"notes": "note", "order": "order"}
+NOT_FUSED = ("note", "order", "prior")
+"""Roles that shape the LLM's instruction or score instead of adding a fused score."""
+COLLABORATIVE_ROLE = {"notes": "note", "order": "order", "prior": "prior"}
 """The role that gives a model the first-stage input it was tuned with (`LoadedModel.collaborative`)."""
 
 
@@ -284,6 +286,10 @@ class Reranker:
                 f"the model {loaded.name} was tuned on instructions with the first stage's {' and '.join(missing)}; "
                 "rerank with the same: add " + " and ".join(f"+RETRIEVER@{COLLABORATIVE_ROLE[m]}" for m in missing)
                 + " (e.g. llm:MODEL+sasrec@" + COLLABORATIVE_ROLE[missing[0]] + "; a recommender: notes/order settings).")
+        self.prior_weight = float(getattr(loaded, "prior_weight", 0.0))
+        if self.prior is not None and not self.prior_weight:
+            raise InstructRecError("a retriever with the role `prior` is added to the scores of a model tuned on a "
+                                   "first-stage prior (candidate_prior); this model was not: drop `@prior`.")
         if self.settings.permutations > 1 and any(role == "order" for _, role in self.retrievers):
             raise InstructRecError("a retriever with the role `order` fixes the candidates' order: "
                                    "permutation averaging (*P) does not apply; drop one of them.")
@@ -298,6 +304,11 @@ class Reranker:
     def order(self) -> CandidateNotes | None:
         """The ranker of the `order` retriever (the listed order of the candidates), if there is one."""
         return self._writer("order")
+
+    @property
+    def prior(self) -> CandidateNotes | None:
+        """The `prior` retriever's scorer (its z-scores are added to the LLM's), if there is one."""
+        return self._writer("prior")
 
     def _writer(self, role: str) -> CandidateNotes | None:
         found = [r for r, r_role in self.retrievers if r_role == role]
@@ -365,11 +376,11 @@ class Reranker:
         if self.llm is None:
             return out, texts
         rows = [i for i, q in enumerate(queries) if q.readable]
-        writer, ranker = self.notes, self.order
+        writer, ranker, prior = self.notes, self.order, self.prior
         notes = orders = None
+        histories = [self.shown_history(queries[i]) for i in rows]
+        users = np.asarray([queries[i].user for i in rows])
         if rows:
-            histories = [self.shown_history(queries[i]) for i in rows]
-            users = np.asarray([queries[i].user for i in rows])
             if writer is not None:  # a note stays with its item in every order
                 notes = dict(zip(rows, writer(histories, candidates[rows], users), strict=True))
             if ranker is not None:
@@ -395,6 +406,8 @@ class Reranker:
                 total[i, order] += sign * scores
                 count[i] += sign > 0
             out[rows] = total[rows] / count[rows, None]
+            if prior is not None:  # the model's scores are a residual over this prior (instructions.notes)
+                out[rows] += self.prior_weight * prior.prior(histories, candidates[rows], users)
         return out, texts
 
     def stack_signals(self, llm: np.ndarray, parts: Sequence[np.ndarray]) -> list[np.ndarray]:

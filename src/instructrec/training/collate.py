@@ -57,4 +57,7 @@ class InstructionCollator:
             batch["candidate_ids"] = [f.get("candidate_ids", []) for f in features]
             batch["target_index"] = torch.tensor([f.get("target_index", -1) for f in features], dtype=torch.long)
             batch["prompt_length"] = torch.tensor([f.get("prompt_length", 0) for f in features], dtype=torch.long)
+            if any("candidate_prior" in f for f in features):  # a first-stage prior per candidate (0: none)
+                batch["candidate_prior"] = [f.get("candidate_prior") or [0.0] * len(f.get("candidate_ids", []))
+                                            for f in features]
         return batch

@@ -14,6 +14,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow.parquet as pq
 
 from instructrec.errors import DataError
@@ -111,6 +112,29 @@ def records_render(records: list[dict[str, Any]]) -> dict[str, Any]:
     return json.loads(budgets.pop()) if budgets else {}
 
 
+def record_prior(rec: dict[str, Any]) -> list[float] | None:
+    """The candidates' z-scored first-stage scores a record was built with (`candidate_prior`), or None."""
+    prior = (rec.get("meta") or {}).get("prior")
+    return [float(z) for z in prior] if prior is not None else None
+
+
+def fit_prior_weight(records: list[dict[str, Any]]) -> float:
+    """The weight w >= 0 under which softmax(w * prior) best predicts the targets of the records'
+    lists (mean log-likelihood, all candidates): the prior's own calibration, which the model's
+    scores are then learned on top of. 0 without records that carry a prior."""
+    lists = [(np.asarray(p), int(r["target_index"])) for r in records
+             if (p := record_prior(r)) is not None and int(r.get("target_index", -1)) >= 0]
+    if not lists:
+        return 0.0
+    from scipy.optimize import minimize_scalar
+    from scipy.special import logsumexp
+
+    def nll(w: float) -> float:
+        return float(np.mean([logsumexp(w * z) - w * z[t] for z, t in lists]))
+
+    return round(float(minimize_scalar(nll, bounds=(0.0, 20.0), method="bounded").x), 4)
+
+
 def sampled_negatives(rec: dict[str, Any], negatives: int | None) -> list[int]:
     """Positions of the other candidates of a reranking record that its softmax keeps: all of them,
     or `negatives` drawn uniformly, seeded by the instruction text (the same draw on every run and
@@ -131,7 +155,8 @@ def tokenize_records(records: list[dict[str, Any]], encoder: PromptEncoder,
     their candidates' letters: their loss is cross-entropy over those logits only (`loss.py`).
     With a `softmax` objective (`TrainSettings.objective`) reranking records with numbered
     candidates also get `candidate_ids` (each candidate title's answer tokens), `target_index` and
-    `prompt_length`; with `softmax` alone their labels are all -100 (no likelihood term). `negatives`
+    `prompt_length` (and `candidate_prior` when built with a first-stage prior); with `softmax` alone
+    their labels are all -100 (no likelihood term). `negatives`
     keeps the target and that many other candidates of each list (`sampled_negatives`; unset: all)."""
     softmax = "softmax" in objective
     if softmax and encoder.kind != "causal":
@@ -164,6 +189,9 @@ def tokenize_records(records: list[dict[str, Any]], encoder: PromptEncoder,
             kept = sorted([target, *sampled_negatives(rec, negatives)])
             feat.update(candidate_ids=[encoder.answer_ids(rec["candidates"][j]) for j in kept],
                         target_index=kept.index(target), prompt_length=len(prompt))
+            prior = record_prior(rec)
+            if prior is not None:  # the first stage's prior the objective adds (`TrainSettings.prior_weight`)
+                feat["candidate_prior"] = [prior[j] for j in kept]
             if objective == "softmax":
                 feat["labels"] = [-100] * len(ids)
         feats.append(feat)

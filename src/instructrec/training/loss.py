@@ -67,11 +67,13 @@ def only_choices(logits: torch.Tensor, choices: torch.Tensor) -> torch.Tensor:
 
 
 def candidates_softmax_loss(model: Any, inputs: dict[str, Any], pad_id: int, normalize: str = "mean",
-                            temperature: float = 1.0) -> torch.Tensor:
+                            temperature: float = 1.0, prior_weight: float = 0.0) -> torch.Tensor:
     """Mean over the batch's candidate rows (`candidate_ids`, `target_index` >= 0) of the
     cross-entropy of the target among the candidates, each scored by its title's summed (`sum`) or
     mean (`mean`) token log-likelihood after the prompt (the first `prompt_length` tokens of its
-    `input_ids`), divided by `temperature`; 0 without such rows."""
+    `input_ids`), divided by `temperature`, plus `prior_weight` times its first-stage prior
+    (`candidate_prior`, when the batch has one: the model learns a residual over it); 0 without
+    such rows."""
     targets = inputs["target_index"]
     rows = (targets >= 0).nonzero().squeeze(1).tolist()
     if not rows:
@@ -86,5 +88,9 @@ def candidates_softmax_loss(model: Any, inputs: dict[str, Any], pad_id: int, nor
     table = scores.new_full((len(rows), width), float("-inf"))
     owner = torch.cat([torch.full((n,), g, device=scores.device) for g, n in enumerate(sizes)])
     slot = torch.cat([torch.arange(n, device=scores.device) for n in sizes])
-    table = table.index_put((owner, slot), scores)
-    return F.cross_entropy(table / temperature, targets[rows].to(scores.device))
+    table = table.index_put((owner, slot), scores) / temperature
+    if prior_weight and "candidate_prior" in inputs:
+        prior = torch.tensor([v for i in rows for v in inputs["candidate_prior"][i]], dtype=table.dtype,
+                             device=table.device)
+        table = table.index_put((owner, slot), prior_weight * prior, accumulate=True)
+    return F.cross_entropy(table, targets[rows].to(scores.device))

@@ -82,6 +82,12 @@ class TrainSettings:
     sampled softmax; unset: all of them. Each
     candidate's title is a forward and backward pass of its tokens: on a CPU the candidates of a
     10-item Games list cost more than its prompt."""
+    prior_weight: float | None = None
+    """For records built with a first-stage prior (`candidate_prior`, `meta.prior`: each candidate's
+    z-scored first-stage score): the softmax objective and validation rank by the title score plus
+    this weight times the prior, so the model learns a residual over the first stage and serves
+    with it (reranker role `prior`). Unset: fitted on the training lists before training (the
+    weight under which the prior alone best predicts the targets). Ignored for other records."""
     precision: Precision = "auto"
     """auto, fp32, bf16 or fp16; auto: bf16 on GPUs that have it, fp16 on other GPUs, fp32 on CPU."""
     gpu_pad_multiple: int | None = 8
@@ -117,6 +123,8 @@ class TrainSettings:
             raise DataError(f"softmax_negatives must be >= 1 (or unset: all), not {self.softmax_negatives}")
         if self.softmax_temperature <= 0:
             raise DataError(f"softmax_temperature must be > 0, not {self.softmax_temperature}")
+        if self.prior_weight is not None and self.prior_weight < 0:
+            raise DataError(f"prior_weight must be >= 0 (or unset: fitted), not {self.prior_weight}")
         if self.item_token_hidden < 1:
             raise DataError(f"item_token_hidden must be >= 1, not {self.item_token_hidden}")
         if self.eval_normalize not in NORMALIZATIONS:

@@ -28,8 +28,10 @@ from instructrec.model.prompt import PromptEncoder
 from instructrec.training.arguments import training_arguments
 from instructrec.training.collate import InstructionCollator
 from instructrec.training.data import (
+    fit_prior_weight,
     is_listwise,
     load_instruction_records,
+    record_prior,
     records_collaborative,
     records_head,
     records_render,
@@ -69,7 +71,8 @@ class InstructionTrainer(Trainer):
             loss = loss * self.accelerator.num_processes
         if "candidate_ids" in inputs:  # the `softmax` objective: a mean over this batch's lists
             softmax = candidates_softmax_loss(model, inputs, self.processing_class.pad_token_id,
-                                              self.settings.eval_normalize, self.settings.softmax_temperature)
+                                              self.settings.eval_normalize, self.settings.softmax_temperature,
+                                              self.settings.prior_weight or 0.0)
             loss = loss + softmax / (self.args.gradient_accumulation_steps if model.training else 1)
         return (loss, {}) if return_outputs else loss
 
@@ -98,6 +101,21 @@ class InstructionTrainer(Trainer):
             metrics[f"{metric_key_prefix}_hr@1"] = hr
             self.log({f"{metric_key_prefix}_hr@1": hr})
         return metrics
+
+
+def with_prior_weight(settings: TrainSettings, records: list[dict[str, Any]]) -> TrainSettings:
+    """`settings` with the first-stage prior's weight fitted on `records` when they carry a prior
+    (`candidate_prior`) and none is set; records with a prior train with the softmax objective only
+    (the likelihood of a title has no place for the prior)."""
+    if not any(record_prior(r) is not None for r in records):
+        return settings
+    if settings.objective != "softmax":
+        raise DataError(f"these instructions carry a first-stage prior (candidate_prior); train them with "
+                        f"objective `softmax`, not {settings.objective!r}: the prior is added to the candidates' scores.")
+    if settings.prior_weight is None:
+        settings = replace(settings, prior_weight=fit_prior_weight(records))
+        log.info("first-stage prior weight fitted on the training lists: %.4f", settings.prior_weight)
+    return settings
 
 
 def build_model(loaded: LoadedModel, settings: TrainSettings, item_table: np.ndarray | None = None) -> Any:
@@ -196,6 +214,7 @@ def train(
     model = build_model(loaded, settings, item_table)
     budget = records_render(train_recs)
     check_item_tokens(model, budget)
+    settings = with_prior_weight(settings, train_recs)
 
     encoder = PromptEncoder.for_model(replace(loaded, model=model), settings.prompt)
     # plain lists of features: the Trainer's length-grouped sampler reads `input_ids` lengths
@@ -223,7 +242,8 @@ def train(
         callbacks=[ThroughputCallback(settings.batch_size * settings.grad_accum * max(args.world_size, 1))],
         kind=loaded.kind,
         settings=settings,
-        hit_rate=CandidateHitRate(hr_records, loaded.tokenizer, loaded.kind, settings.prompt, settings.eval_normalize),
+        hit_rate=CandidateHitRate(hr_records, loaded.tokenizer, loaded.kind, settings.prompt, settings.eval_normalize,
+                                  settings.prior_weight or 0.0),
     )
     result = trainer.train(resume_from_checkpoint=checkpoint)
     metrics = dict(result.metrics)

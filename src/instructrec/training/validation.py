@@ -20,7 +20,7 @@ from instructrec.model.backend import LoadedModel, ModelKind
 from instructrec.model.listwise import make_scorer
 from instructrec.model.prompt import PromptSettings
 from instructrec.model.scoring import Normalize
-from instructrec.training.data import is_listwise
+from instructrec.training.data import is_listwise, record_prior
 
 
 @dataclass
@@ -37,6 +37,8 @@ class CandidateHitRate:
     """The prompt settings training uses."""
     normalize: Normalize = "mean"
     """Score normalisation: mean (length-normalised) or sum log-likelihood."""
+    prior_weight: float = 0.0
+    """Weight of the records' first-stage prior added to the model's scores (`TrainSettings.prior_weight`)."""
 
     def __call__(self, model: Any, accelerator: Any) -> float | None:
         """HR@1 of `model` (unwrapped from `accelerator`), None without records."""
@@ -52,6 +54,8 @@ class CandidateHitRate:
                              "listwise" if listwise else "title")
         scorer = make_scorer(loaded, self.prompt, normalize=self.normalize)
         scores = scorer.score([r["instruction"] for r in shard], [r["candidates"] for r in shard])
+        if self.prior_weight:  # rank as the model serves: its scores on top of the first stage's prior
+            scores = [np.asarray(s) + self.prior_weight * np.asarray(record_prior(r) or 0.0) for s, r in zip(scores, shard)]
         hits = sum(w * float(int(np.argmax(s)) == int(r["target_index"])) for w, s, r in zip(weights, scores, shard))
         totals = acc.reduce(torch.tensor([hits, sum(weights)], device=acc.device), reduction="sum")
         return float(totals[0] / totals[1])
