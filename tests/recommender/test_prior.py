@@ -133,3 +133,10 @@ def test_training_fits_and_saves_the_weight(toy_dataset, toy_parts, tmp_path):
     assert meta["settings"]["prior_weight"] == fit_prior_weight(recs)
     loaded = load_model(str(tmp_path / "out"), device="cpu")
     assert loaded.prior_weight == fit_prior_weight(recs) and loaded.collaborative == ("prior",)
+
+    from instructrec.recommender.recommender import Recommender, RecommenderSettings
+
+    with pytest.raises(InstructRecError, match="prior settings"):  # a saved recommender says which setting
+        Recommender(toy_dataset, loaded, pop, settings=RecommenderSettings(n_candidates=4))
+    served = Recommender(toy_dataset, loaded, pop, settings=RecommenderSettings(n_candidates=4, prior=True))
+    assert (pop, "prior") in served.reranker.retrievers and served.reranker.prior_weight == loaded.prior_weight

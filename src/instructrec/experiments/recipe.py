@@ -181,6 +181,8 @@ class RecommenderSpec:
     """Write the history retriever's ranks into the instruction (a model tuned with `candidate_notes`)."""
     order: bool = False
     """List the candidates in the history retriever's order (a model tuned with `candidate_order`)."""
+    prior: bool = False
+    """Add the history retriever's weighted z-scores to the LLM's (a model tuned with `candidate_prior`)."""
 
 
 @dataclass

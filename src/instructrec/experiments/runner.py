@@ -415,7 +415,8 @@ class RecipeRun:
             retriever = load_retriever(self.retrievers.stage(spec.retriever).path)
             text = load_retriever(self.retrievers.stage(spec.text_retriever).path) if spec.text_retriever else None
             rec = Recommender(self.dataset, load_model(model_path, device="cpu"), retriever, text,
-                              RecommenderSettings(n_candidates=spec.n_candidates, fusion=fusion, notes=spec.notes, order=spec.order,
+                              RecommenderSettings(n_candidates=spec.n_candidates, fusion=fusion, notes=spec.notes,
+                                                  order=spec.order, prior=spec.prior,
                                                   model="model" if trained else spec.model))
             return rec.save(path, model_source=model_path if trained else None)
 

@@ -86,6 +86,9 @@ class RecommenderSettings:
     order: bool = False
     """List the candidates in the history retriever's order, its favourite first (for a model tuned
     with `candidate_order`)."""
+    prior: bool = False
+    """Add the history retriever's z-scored scores, times the model's `prior_weight`, to the LLM's
+    (for a model tuned with `candidate_prior`, whose scores are a residual over them)."""
     version: int = FORMAT_VERSION
 
 
@@ -126,6 +129,8 @@ class Recommender:
             retrievers.append((retriever, "note"))
         if self.settings.order:
             retrievers.append((retriever, "order"))
+        if self.settings.prior:
+            retrievers.append((retriever, "prior"))
         self.reranker = Reranker(dataset, LLMScores(self.scorer, self.settings.normalize, memo_size=1024),
                                  retrievers, self.renderer,  # type: ignore[arg-type]
                                  RerankSettings(self.settings.history_items, dict(self.settings.fusion)))

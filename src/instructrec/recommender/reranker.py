@@ -285,7 +285,7 @@ class Reranker:
             raise InstructRecError(
                 f"the model {loaded.name} was tuned on instructions with the first stage's {' and '.join(missing)}; "
                 "rerank with the same: add " + " and ".join(f"+RETRIEVER@{COLLABORATIVE_ROLE[m]}" for m in missing)
-                + " (e.g. llm:MODEL+sasrec@" + COLLABORATIVE_ROLE[missing[0]] + "; a recommender: notes/order settings).")
+                + " (e.g. llm:MODEL+sasrec@" + COLLABORATIVE_ROLE[missing[0]] + "; a recommender: notes/order/prior settings).")
         self.prior_weight = float(getattr(loaded, "prior_weight", 0.0))
         if self.prior is not None and not self.prior_weight:
             raise InstructRecError("a retriever with the role `prior` is added to the scores of a model tuned on a "
