@@ -69,6 +69,7 @@ def train_cmd(
     objective: Annotated[str, _option(T, "objective")] = default(T, "objective"),
     softmax_temperature: Annotated[float, _option(T, "softmax_temperature")] = default(T, "softmax_temperature"),
     softmax_negatives: Annotated[int | None, _option(T, "softmax_negatives")] = default(T, "softmax_negatives"),
+    prior_weight: Annotated[float | None, _option(T, "prior_weight")] = default(T, "prior_weight"),
     precision: Annotated[str, _option(T, "precision")] = default(T, "precision"),
     gpu_pad_multiple: Annotated[int | None, _option(T, "gpu_pad_multiple")] = default(T, "gpu_pad_multiple"),
     group_by_length: Annotated[bool, _option(T, "group_by_length")] = default(T, "group_by_length"),
@@ -103,7 +104,7 @@ def train_cmd(
         batch_size=batch_size, eval_batch_size=eval_batch_size, grad_accum=grad_accum, eval_steps=eval_steps,
         max_eval_examples=max_eval_examples, eval_normalize=eval_normalize,  # type: ignore[arg-type]
         objective=objective, softmax_temperature=softmax_temperature,  # type: ignore[arg-type]
-        softmax_negatives=softmax_negatives,
+        softmax_negatives=softmax_negatives, prior_weight=prior_weight,
         precision=precision, gpu_pad_multiple=gpu_pad_multiple,  # type: ignore[arg-type]
         group_by_length=group_by_length, gradient_checkpointing=gradient_checkpointing,
         save_total_limit=save_total_limit, logging_steps=logging_steps, seed=seed, resume=resume, prompt=prompt,
