@@ -5,7 +5,8 @@
 
 Each row: experiment, method, method_spec, llm_input (`none`: no LLM; `text`: the LLM sees titles
 and request only; `collaborative`: the LLM also reads a first stage's ranks, order or item embeddings
-(soft tokens: a model with `item_tokens`) in its prompt;
+(soft tokens: a model with `item_tokens`) in its prompt, or its scores are a residual over a first
+stage's (`@prior`, a model tuned with `candidate_prior`);
 `fused`: LLM scores mixed with retrievers' after scoring), users, hr1, hr1_ci (95% half-width),
 ndcg5, mrr, hr10 and ndcg10 (lists of more than 10 candidates), fusion_weight, recipe; plus the
 run's paired differences.
@@ -26,7 +27,7 @@ def llm_input(spec: str, item_token_models: frozenset[str] = frozenset()) -> str
     method = parse_method(spec)
     if method.llm is None and not method.recommender:  # a retriever, or a stack of retrievers
         return "none"
-    if any(role in ("note", "order") for _, role in method.fused) or method.llm in item_token_models:
+    if any(role in ("note", "order", "prior") for _, role in method.fused) or method.llm in item_token_models:
         return "collaborative"
     if method.recommender or method.needs_fusion_weight:
         return "fused"
